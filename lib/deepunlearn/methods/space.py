@@ -1,0 +1,60 @@
+"""Spec D.1 search primitives; every method's space is built from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepunlearn.methods.base import SearchContext
+
+MOMENTUM = 0.9  # spec D.1: "searched" on [0.9, 0.9], i.e. fixed
+
+
+def log_uniform(trial: Any, name: str, low: float = 1e-5, high: float = 1e-1) -> float:
+    """learning_rate / weight_decay primitive: float, log scale."""
+    return trial.suggest_float(name, low, high, log=True)
+
+
+def unit(trial: Any, name: str, low: float = 0.0, high: float = 1.0) -> float:
+    """`float` primitive: uniform on [0, 1] (or a given range)."""
+    return trial.suggest_float(name, low, high)
+
+
+def temperature(trial: Any, name: str = "temperature") -> float:
+    """Temperature primitive: uniform on [0, 5]."""
+    return trial.suggest_float(name, 0.0, 5.0)
+
+
+def epochs(trial: Any, ctx: SearchContext, name: str = "epochs") -> int:
+    """num_epochs primitive: int in [1, E_max]."""
+    return trial.suggest_int(name, 1, ctx.e_max)
+
+
+def batch_size(trial: Any, ctx: SearchContext, name: str = "batch_size") -> int:
+    """batch_size primitive: {64, 128, 256} ({64, 128} on UTKFace)."""
+    return trial.suggest_categorical(name, ctx.batch_sizes)
+
+
+def std(trial: Any, ctx: SearchContext) -> dict:
+    """Spec's STD block: lr and weight decay (log 1e-5..1e-1), momentum fixed 0.9, batch size, epochs."""
+    return {"lr": log_uniform(trial, "lr"), "momentum": MOMENTUM,
+            "weight_decay": log_uniform(trial, "weight_decay"),
+            "batch_size": batch_size(trial, ctx), "epochs": epochs(trial, ctx)}
+
+
+class RecordingTrial:
+    """A stand-in trial that answers with the low end of every range and records the names asked."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        self.names.append(name)
+        return low
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        self.names.append(name)
+        return low
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        self.names.append(name)
+        return choices[0]

@@ -1,0 +1,62 @@
+"""The Original (retain ∪ forget) and Retrained (retain only) models of spec C, built once in the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+from torch import nn
+
+from deepunlearn.data.loader import DeviceData
+from deepunlearn.data.splits import split_checksum
+from deepunlearn.models import create_model
+from deepunlearn.store import Store, read_json, write_json
+from deepunlearn.training import Recipe, accuracy, fit, to_device
+
+ROLES = {"original": ("retain", "forget"), "retrain": ("retain",)}
+RUN_SEED = 123  # spec B.3: data order and augmentation are the same for every model seed
+
+
+def data_key(data: DeviceData) -> dict:
+    """What identifies the data a model saw: dataset name and a checksum of the split indices."""
+    splits = {k: v.cpu().numpy() for k, v in data.splits.items()}
+    return {"dataset": data.info.name, "splits": split_checksum(splits)}
+
+
+def split_accuracies(model: nn.Module, data: DeviceData) -> dict[str, float]:
+    """Accuracy on each standard split present: retain, forget, val, test."""
+    return {k: accuracy(model, data, k) for k in ("retain", "forget", "val", "test") if k in data.splits}
+
+
+def reference_params(data: DeviceData, arch: str, seed: int, role: str, recipe: Recipe) -> dict:
+    """Store key of one reference model."""
+    return {**data_key(data), "arch": arch, "seed": seed, "role": role, "recipe": asdict(recipe),
+            "device": data.device.type}
+
+
+def load_weights(path, arch: str, num_classes: int, img_size: int, device: torch.device) -> nn.Module:
+    """A model of `arch` with the weights stored at `path/weights.pt`, on `device`."""
+    model = create_model(arch, num_classes, img_size)
+    model.load_state_dict(torch.load(path / "weights.pt", map_location="cpu", weights_only=True))
+    return to_device(model, device)
+
+
+def get_reference(store: Store, data: DeviceData, arch: str, seed: int, role: str, recipe: Recipe,
+                  *, progress: bool = True) -> tuple[nn.Module, dict]:
+    """The trained Original or Retrained model of `seed` and its meta (time, accuracies, history)."""
+    params = reference_params(data, arch, seed, role, recipe)
+
+    def build(work) -> None:
+        model = to_device(create_model(arch, data.num_classes, data.info.img_size, seed), data.device)
+        ckpt = work / "ckpt"
+        ckpt.mkdir(exist_ok=True)
+        result = fit(model, data, list(ROLES[role]), recipe, seed=RUN_SEED, ckpt_dir=ckpt, progress=progress,
+                     desc=f"{role} {arch} seed {seed}")
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, work / "weights.pt")
+        write_json(work / "meta.json", {**result, "accuracy": split_accuracies(model, data)})
+        (ckpt / "checkpoint.pt").unlink(missing_ok=True)
+        ckpt.rmdir()
+
+    path = store.get_or_compute("model", params, build, label=f"{data.info.name}-{arch}-{role}-s{seed}")
+    model = load_weights(path, arch, data.num_classes, data.info.img_size, data.device)
+    return model, read_json(path / "meta.json")

@@ -1,0 +1,57 @@
+"""Stage configs and the functions the stage notebooks call, one module per stage."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from deepunlearn.errors import UserError
+
+_CONFIGS: dict[str, type] = {}
+
+
+def register_config(stage: str):
+    """Class decorator: the dataclass that holds every parameter of `stage`'s notebook."""
+    def deco(cls: type) -> type:
+        _CONFIGS[stage] = cls
+        return cls
+    return deco
+
+
+def config_class(stage: str) -> type:
+    """The config dataclass of `stage`."""
+    if stage not in _CONFIGS:
+        raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(sorted(_CONFIGS))}.")
+    return _CONFIGS[stage]
+
+
+def stage_config(stage: str, namespace: dict[str, Any]) -> Any:
+    """Build `stage`'s config from the notebook's parameter variables (every field must be there)."""
+    cls = config_class(stage)
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise UserError(f"The {stage} notebook lacks parameters {', '.join(missing)}; add them to its parameters cell.")
+    return cls(**{n: namespace[n] for n in names})
+
+
+def make_config(stage: str, **params: Any) -> Any:
+    """Build `stage`'s config from keyword parameters; an unknown key is an error, never ignored."""
+    cls = config_class(stage)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise UserError(f"Unknown {stage} parameter(s) {', '.join(unknown)}; the known ones are {', '.join(sorted(names))}.")
+    return cls(**params)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' → CUDA if present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+from deepunlearn.stages import train  # noqa: E402,F401  (registers the configs)

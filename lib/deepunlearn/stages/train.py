@@ -1,0 +1,59 @@
+"""Train stage: the Original and Retrained models of every seed (spec C)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from deepunlearn.data import get_dataset_info, load_device_data
+from deepunlearn.references import get_reference
+from deepunlearn.stages import register_config, resolve_device
+from deepunlearn.store import Store
+from deepunlearn.training import Recipe
+
+
+@register_config("train")
+@dataclass
+class TrainConfig:
+    """Parameters of notebooks/train.py."""
+
+    dataset: str = "fashion_mnist"
+    arch: str = "smallresnet"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    subset: int | None = None  # train on a seeded sample of this many official-train images
+    epochs: int | None = None  # None: the dataset's recipe (spec C)
+    batch_size: int | None = None  # None: the dataset's recipe (256, UTKFace 128)
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    device: str = "auto"
+    store: str = "outputs/store"
+    data_root: str | None = None
+    download: bool = False
+    progress: bool = True
+
+
+def recipe_of(cfg) -> Recipe:
+    """The spec C recipe, with the config's overrides."""
+    info = get_dataset_info(cfg.dataset)
+    return Recipe(epochs=cfg.epochs or info.epochs, batch_size=cfg.batch_size or info.batch_size, lr=cfg.lr,
+                  momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def load_data(cfg):
+    """The config's dataset on its device."""
+    return load_device_data(cfg.dataset, resolve_device(cfg.device), store=Store(cfg.store),
+                            data_root=cfg.data_root, subset=cfg.subset, download=cfg.download)
+
+
+def run(cfg: TrainConfig) -> pd.DataFrame:
+    """Train (or fetch from the store) O and R for every seed; one row per model with its accuracies."""
+    data = load_data(cfg)
+    store, recipe = Store(cfg.store), recipe_of(cfg)
+    rows = []
+    for seed in cfg.seeds:
+        for role in ("original", "retrain"):
+            _, meta = get_reference(store, data, cfg.arch, seed, role, recipe, progress=cfg.progress)
+            rows.append({"seed": seed, "model": role, **meta["accuracy"], "train_s": round(meta["time"], 2)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,60 @@
+"""Shared fixtures: real offline data (scikit-learn digits) and tiny trained Original models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepunlearn.data import DeviceData, load_device_data
+from deepunlearn.models import create_model
+from deepunlearn.store import Store
+from deepunlearn.training import Recipe, fit, to_device
+
+ARCHS = ("resnet18", "tinyvit")  # the paper's two architectures, at tiny data size
+
+
+@pytest.fixture(scope="session")
+def session_store(tmp_path_factory) -> Store:
+    """One store for the whole test session (prepared digits are reused)."""
+    return Store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def digits(session_store) -> DeviceData:
+    """scikit-learn's digits (1,797 real images) with spec A.3 splits, on the CPU."""
+    return load_device_data("digits", "cpu", store=session_store)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(digits) -> DeviceData:
+    """A few dozen samples per split: enough for every method to run in about a second.
+
+    TinyViT-11M pads its attention windows (7, 7, 14, 7) far beyond the 32-px token grids, so one
+    batch costs about a second on this CPU: the tiny splits keep each method to a batch or three.
+    """
+    return digits.with_splits(retain=digits.splits["retain"][:48], forget=digits.splits["forget"][:16],
+                              val=digits.splits["val"][:16], test=digits.splits["test"][:16])
+
+
+def train_tiny(arch: str, data: DeviceData, epochs: int = 2, seed: int = 0) -> torch.nn.Module:
+    """An Original model of `arch` briefly trained on retain ∪ forget of `data`."""
+    model = to_device(create_model(arch, data.num_classes, data.info.img_size, seed=seed), data.device)
+    fit(model, data, ["retain", "forget"], Recipe(epochs=epochs, batch_size=16, lr=0.05), progress=False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def originals(tiny_data) -> dict[str, torch.nn.Module]:
+    """Tiny Original models of both paper architectures and the small test CNN."""
+    return {arch: train_tiny(arch, tiny_data) for arch in ARCHS + ("tinycnn",)}
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """True if every tensor of the two state dicts is bit-identical."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of a model's state dict."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
