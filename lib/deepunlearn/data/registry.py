@@ -91,7 +91,8 @@ def require(name: str, data_root: str | Path | None = None, download: bool = Fal
         folder = locate(name, root or Path("data"))
         if folder is not None:
             return folder
-    looked = ", ".join(str(p) for p in info.candidates(root)) or "nowhere"
+    looked = ", ".join(str(p) for p in info.candidates(root)) or \
+        "no folder: no data_root given, $DEEPUNLEARN_DATA unset and no ./data"
     raise UserError(f"Dataset {name!r} was not found (looked in {looked}); {info.how_to_get}")
 
 

@@ -1,0 +1,52 @@
+# Deep Unlearn: every stage is a parameterised notebook rendered by papermill from
+# notebooks/<stage>.py (jupytext) + params/<stage>/<CONFIG>.yaml into outputs/nb/<stage>/<CONFIG>.ipynb.
+# Results are cached in outputs/store, so a rerun only computes what is missing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= demo
+STAMP  := $(VENV)/.setup-done
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test train unlearn attack sweep analyze paper figures bench lint lab clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv and install the package with its pins (and Debian's Fashion-MNIST)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist || echo "note: dataset-fashion-mnist not installed"; fi
+	touch $(STAMP)
+
+test: setup  ## run the test suite (unit tests + the papermill chain on tiny params)
+	$(PY) -m pytest
+
+demo: setup  ## the whole benchmark on the CPU default (Fashion-MNIST): train, unlearn, attack
+	@$(MAKE) --no-print-directory train CONFIG=demo
+
+train: setup  ## render notebooks/train.py with params/train/$(CONFIG).yaml
+	@$(PY) -m deepunlearn.render train $(CONFIG)
+
+unlearn: setup  ## render notebooks/unlearn.py with params/unlearn/$(CONFIG).yaml
+	@$(PY) -m deepunlearn.render unlearn $(CONFIG)
+
+attack: setup  ## render notebooks/attack.py with params/attack/$(CONFIG).yaml
+	@$(PY) -m deepunlearn.render attack $(CONFIG)
+
+bench: setup  ## training throughput: our loop vs a torchvision DataLoader loop
+	$(PY) bench/train_throughput.py
+
+lint: setup  ## ruff
+	$(VENV)/bin/ruff check lib tests bench notebooks
+
+lab: setup  ## JupyterLab with jupytext: notebooks/*.py open as notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.contents_manager_class=jupytext.TextFileContentsManager
+
+clean:  ## delete outputs/ (the store, executed notebooks, reports)
+	rm -rf outputs

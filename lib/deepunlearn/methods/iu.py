@@ -1,0 +1,76 @@
+"""IU: Influence Unlearning with the WoodFisher inverse-Hessian approximation (spec D.10)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepunlearn.data.loader import DeviceData, Split
+from deepunlearn.methods import space
+from deepunlearn.methods.base import register_method
+from deepunlearn.training import forward
+
+WOODFISHER_N = 1000  # the reference's N; it also stops after sample index N + 1 (~1,002 samples)
+
+
+@dataclass
+class IUParams:
+    batch_size: int = 256
+    alpha: float = 0.2  # step size along the influence direction
+
+
+def iu_space(trial, ctx) -> dict:
+    """Batch size and alpha (the reference's num_epochs is sampled but unused: left out)."""
+    return {"batch_size": space.batch_size(trial, ctx), "alpha": space.unit(trial, "alpha")}
+
+
+def _flat_grad(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    grads = torch.autograd.grad(F.cross_entropy(forward(model, x), y), params)
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def summed_gradient(model: nn.Module, data: DeviceData, split: Split, batch_size: int) -> torch.Tensor:
+    """Σ over batches of (batch-mean CE gradient × batch size), flattened: the sum of per-sample gradients."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = torch.zeros(sum(p.numel() for p in params), device=data.device)
+    for x, y in data.batches(split, batch_size):
+        total += _flat_grad(model, params, x, y) * len(y)
+    return total
+
+
+def woodfisher(model: nn.Module, data: DeviceData, v: torch.Tensor, n: int = WOODFISHER_N) -> torch.Tensor:
+    """The reference's WoodFisher recursion for H⁻¹v over the first n + 2 retain samples, one at a time."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    k, o = v.clone(), None
+    for x, y in data.batches(data.indices("retain")[:n + 2], 1):
+        g = _flat_grad(model, params, x, y)
+        if o is None:
+            o = g
+            continue
+        t = o @ g
+        k -= (k @ g) / (n + t) * o
+        o -= t / (n + t) * o
+    return k
+
+
+@register_method("iu", display="IU", hparams=IUParams, space=iu_space,
+                 paper="Koh & Liang 2017; Izzo et al. 2021; Jia et al. 2023 (WoodFisher variant)",
+                 idea="one Newton-style step θ += α·H⁻¹(∇L_forget-removal), H⁻¹ by WoodFisher on retain")
+def influence_unlearning(model, data, hp: IUParams):
+    """θ ← θ + α·k with k = WoodFisher(v), v the influence of removing D_f from D_r ∪ D_f (eval mode)."""
+    model.eval()
+    n_f, n_r = data.size("forget"), data.size("retain")
+    g_f = summed_gradient(model, data, "forget", hp.batch_size)
+    g_r = summed_gradient(model, data, "retain", hp.batch_size)
+    v = g_f / (n_f + n_r) - g_r * n_f / ((n_f + n_r) * n_r)
+    k = woodfisher(model, data, v)
+    with torch.no_grad():
+        params = [p for p in model.parameters() if p.requires_grad]
+        offset = 0
+        for p in params:
+            p.add_(hp.alpha * k[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+    return model

@@ -1,0 +1,50 @@
+"""NG+: NegGrad+, descent on the retain set and ascent on the forget set together (spec D.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from deepunlearn.methods import space
+from deepunlearn.methods.base import register_method, rng
+from deepunlearn.training import forward, iterate_forever, sgd
+
+
+@dataclass
+class NGPlusParams:
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    alpha: float = 0.95  # weight of the retain CE; 1 − alpha weighs the (negated) forget CE
+
+
+def ngplus_space(trial, ctx) -> dict:
+    """STD + alpha in [0, 1]."""
+    return {**space.std(trial, ctx), "alpha": space.unit(trial, "alpha")}
+
+
+@register_method("ngplus", display="NG+", hparams=NGPlusParams, space=ngplus_space,
+                 paper="Kurmanji et al. 2023 (NegGrad+, from the SCRUB paper)",
+                 idea="minimise alpha·CE on retain batches minus (1 − alpha)·CE on forget batches, in eval mode")
+def neggrad_plus(model, data, hp: NGPlusParams):
+    """Per retain batch (one pass) paired with a cycled forget batch: SGD on α·CE_r − (1 − α)·CE_f.
+
+    The reference's L2 pull towards θ_O has λ = 0 (never searched), so the term is left out.
+    """
+    # the reference trains in eval mode: BatchNorm uses, and keeps, the Original's running statistics
+    model.eval()
+    opt = sgd(model, hp.lr, hp.momentum, hp.weight_decay)
+    g = rng(data)
+    for _ in range(hp.epochs):
+        forget = iterate_forever(lambda: data.batches("forget", hp.batch_size, shuffle=True, generator=g))
+        for x_r, y_r in data.batches("retain", hp.batch_size, shuffle=True, generator=g):
+            x_f, y_f = next(forget)
+            loss = hp.alpha * F.cross_entropy(forward(model, x_r), y_r) \
+                - (1 - hp.alpha) * F.cross_entropy(forward(model, x_f), y_f)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model

@@ -1,0 +1,135 @@
+"""Spec E metrics: accuracies, population MIA, indiscernibility, RTE, retention, RetDev, SAPE, distances.
+
+DESIGN §8: RetDev = |RA_U/RA_R − 1| + |FA_U/FA_R − 1| + |TA_U/TA_R − 1| per seed; Indiscernibility
+is reported on Test MIA (the search uses Val MIA); RTE = T_R / T_U on the same machine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepunlearn.attacks.mia import MIA_SEED, mia
+from deepunlearn.data.loader import DeviceData
+from deepunlearn.training import predict
+
+__all__ = ["ACCURACY_KEYS", "accuracies", "evaluate", "indiscernibility", "l2_distance", "mia",
+           "model_distances", "normalized_distance", "retdev", "retention", "rte", "sape", "scaled_distance",
+           "split_outputs", "versus_retrain"]
+
+ACCURACY_KEYS = {"retain": "ra", "forget": "fa", "val": "va", "test": "ta"}  # spec E.1 names, lower case
+
+
+def split_outputs(model: nn.Module, data: DeviceData, splits: tuple[str, ...] = tuple(ACCURACY_KEYS)
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(correct, per-sample cross-entropy) of every split present, from one batched eval pass per split."""
+    out = {}
+    for split in splits:
+        if split not in data.splits:
+            continue
+        logits = predict(model, data, split)
+        y = data.labels[data.indices(split)]
+        correct = (logits.argmax(1) == y).cpu().numpy()
+        loss = F.cross_entropy(logits, y, reduction="none").cpu().numpy().astype(np.float64)
+        out[split] = (correct, loss)
+    return out
+
+
+def accuracies(model: nn.Module, data: DeviceData) -> dict[str, float]:
+    """RA, FA, VA, TA (spec E.1) as {"ra", "fa", "va", "ta"} for the splits `data` carries."""
+    return {ACCURACY_KEYS[k]: float(c.mean()) for k, (c, _) in split_outputs(model, data).items()}
+
+
+def evaluate(model: nn.Module, data: DeviceData, *, seed: int = MIA_SEED, return_losses: bool = False
+             ) -> dict[str, float] | tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Accuracies plus Val MIA (forget vs val) and Test MIA (forget vs test), one pass per split.
+
+    With `return_losses`, also the per-sample losses of each split (for loss histograms).
+    """
+    outs = split_outputs(model, data)
+    row = {ACCURACY_KEYS[k]: float(c.mean()) for k, (c, _) in outs.items()}
+    losses = {k: loss for k, (_, loss) in outs.items()}
+    for other, key in (("val", "val_mia"), ("test", "test_mia")):
+        if "forget" in losses and other in losses:
+            row[key] = mia(losses["forget"], losses[other], seed=seed)
+    return (row, losses) if return_losses else row
+
+
+def indiscernibility(mia_value: float) -> float:
+    """Spec E.3: 1 − |2·MIA − 1|; 1 when the attack is at chance, 0 when it is always right (or wrong)."""
+    return 1.0 - abs(2.0 * mia_value - 1.0)
+
+
+def rte(t_retrain: float, t_unlearn: float) -> float:
+    """Spec E.4 run-time efficiency T_R / T_U; above 1 the method is faster than retraining."""
+    return t_retrain / t_unlearn if t_unlearn > 0 else math.inf
+
+
+def retention(new: float, ref: float) -> float:
+    """Spec E.5 accuracy retention new / ref (RR, FR, TR against the Retrained model)."""
+    if ref == 0:
+        return 1.0 if new == 0 else math.inf
+    return new / ref
+
+
+def retdev(ra: float, fa: float, ta: float, ra_r: float, fa_r: float, ta_r: float) -> float:
+    """Spec E.6 / DESIGN §8: |RA/RA_R − 1| + |FA/FA_R − 1| + |TA/TA_R − 1|; 0 matches retraining."""
+    return sum(abs(retention(u, r) - 1.0) for u, r in ((ra, ra_r), (fa, fa_r), (ta, ta_r)))
+
+
+def sape(a: float, b: float) -> float:
+    """Spec E.7 symmetric absolute percentage error 100·|b − a| / (|a| + |b|) (0 when both are 0)."""
+    denom = abs(a) + abs(b)
+    return 0.0 if denom == 0 else 100.0 * abs(b - a) / denom
+
+
+def _pairs(a: nn.Module, b: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    pb = dict(b.named_parameters())
+    if pb.keys() != dict(a.named_parameters()).keys():
+        raise ValueError("Model distances need two models of the same architecture.")
+    return [(p.detach().double().cpu(), pb[n].detach().double().cpu()) for n, p in a.named_parameters()]
+
+
+def l2_distance(a: nn.Module, b: nn.Module) -> float:
+    """Spec E.8b: sqrt(Σ‖θ_a − θ_b‖²) over all parameters."""
+    return math.sqrt(sum(float(((p - q) ** 2).sum()) for p, q in _pairs(a, b)))
+
+
+def normalized_distance(a: nn.Module, b: nn.Module) -> float:
+    """Spec E.8a (Golatkar et al.): sqrt(Σ‖θ_a − θ_b‖² / Σ‖θ_a‖²), normalised by the first model."""
+    pairs = _pairs(a, b)
+    return math.sqrt(sum(float(((p - q) ** 2).sum()) for p, q in pairs) / sum(float((p ** 2).sum()) for p, _ in pairs))
+
+
+def scaled_distance(a: nn.Module, b: nn.Module) -> float:
+    """Spec E.8c: ‖θ_a/‖θ_a‖ − θ_b/‖θ_b‖‖ with each model scaled by its own global norm."""
+    pairs = _pairs(a, b)
+    na = math.sqrt(sum(float((p ** 2).sum()) for p, _ in pairs))
+    nb = math.sqrt(sum(float((q ** 2).sum()) for _, q in pairs))
+    return math.sqrt(sum(float(((p / na - q / nb) ** 2).sum()) for p, q in pairs))
+
+
+def model_distances(reference: nn.Module, model: nn.Module) -> dict[str, float]:
+    """The three spec E.8 distances of `model` from `reference` (normalised by the reference's norm)."""
+    return {"dist_norm": normalized_distance(reference, model), "dist_l2": l2_distance(reference, model),
+            "dist_scaled": scaled_distance(reference, model)}
+
+
+def versus_retrain(u: dict[str, float], r: dict[str, float], t_unlearn: float, t_retrain: float) -> dict[str, float]:
+    """Everything spec E compares to the Retrained model: retentions, RetDev, SAPE, indiscernibility, RTE.
+
+    `u` and `r` are `evaluate` rows of the unlearned and the Retrained model of the same seed.
+    """
+    out = {"rr": retention(u["ra"], r["ra"]), "fr": retention(u["fa"], r["fa"]), "tr": retention(u["ta"], r["ta"]),
+           "retdev": retdev(u["ra"], u["fa"], u["ta"], r["ra"], r["fa"], r["ta"]),
+           "sape_ra": sape(r["ra"], u["ra"]), "sape_fa": sape(r["fa"], u["fa"]), "sape_ta": sape(r["ta"], u["ta"]),
+           "rte": math.nan if math.isnan(t_unlearn) else rte(t_retrain, t_unlearn)}
+    if "test_mia" in u:
+        out["indisc"] = indiscernibility(u["test_mia"])
+    if "val_mia" in u:
+        out["val_indisc"] = indiscernibility(u["val_mia"])
+    return out
