@@ -102,8 +102,17 @@ def forget_val(data: DeviceData) -> torch.Tensor:
 
 
 def pick_checkpoint(forget_errors: list[float], forget_val_error: float) -> int:
-    """k* = argmin_k |err_f[k] − err_fv| (first on ties); k = 0 is the Original."""
-    return int(np.argmin(np.abs(np.asarray(forget_errors) - forget_val_error)))
+    """k* = argmin_k |err_f[k] − err_fv|; k = 0 (the Original) only when strictly closest.
+
+    Among checkpoints 1..E ties go to the first, as the reference's argmin. A tie with the Original
+    goes to the trained checkpoint: the reference never returns the Original, and we revert to it
+    only where it is strictly the best match.
+    """
+    gaps = np.abs(np.asarray(forget_errors, dtype=float) - forget_val_error)
+    if len(gaps) == 1:
+        return 0
+    k = int(np.argmin(gaps[1:])) + 1
+    return 0 if gaps[0] < gaps[k] else k
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -136,6 +145,6 @@ def scrub(model, data, hp: SCRUBParams):
         checkpoints.append(_snapshot(model))
     forget_errors.append(1 - accuracy(model, data, "forget", hp.forget_batch_size))
     k = pick_checkpoint(forget_errors, 1 - accuracy(model, data, fv, hp.batch_size))
-    # k = 0: the Original is closest, so revert to it (the reference keeps the final student: a bug)
+    # k = 0: the Original is strictly closest, so revert to it (the reference keeps the final student: a bug)
     model.load_state_dict(checkpoints[k])
     return model
