@@ -20,6 +20,7 @@
 # %% tags=["parameters"]
 train = "demo"  # params/train/<train>.yaml: the data and recipe of the Original/Retrained models
 methods = ["ft"]  # method ids (`deepunlearn methods`), or ["all"] for the 18 of the paper
+plugins = []  # .py files (or module names) that register your own methods with @register_method
 hparams = {}  # {method: {hyperparameter: value}}; what is missing takes the method's defaults
 best = None  # a sweep config: take hyperparameters from outputs/sweeps/<best>/best.yaml
 seeds = None  # list of model seeds; None: the train config's seeds

@@ -10,7 +10,7 @@ from deepunlearn.methods.base import (MethodSpec, SearchContext, create_method, 
                                       register_method, rng, run_method)
 
 __all__ = ["MethodSpec", "SearchContext", "create_method", "get_method", "list_methods", "register_method", "rng",
-           "run_method", "load_builtin_methods"]
+           "run_method", "load_builtin_methods", "load_plugins"]
 
 
 def load_builtin_methods() -> None:
@@ -21,6 +21,26 @@ def load_builtin_methods() -> None:
     for mod in pkgutil.iter_modules(__path__):
         if mod.name not in ("base", "space"):
             importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def load_plugins(paths: list[str]) -> None:
+    """Import user files (paths to .py files or module names) whose decorated methods then register."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    from deepunlearn.errors import UserError
+
+    for p in paths:
+        if p.endswith(".py"):
+            path = Path(p)
+            if not path.is_file():
+                raise UserError(f"Plugin file {p} does not exist; fix the path in `plugins`.")
+            spec = importlib.util.spec_from_file_location(f"deepunlearn_plugin_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(p)
 
 
 load_builtin_methods()

@@ -23,6 +23,9 @@ from deepunlearn.store import Store, read_json, write_json
 from deepunlearn.training import Recipe
 
 VERSION = 1  # bump when a stored row changes meaning
+COLUMNS = ("dataset", "arch", "method", "display", "seed", "ra", "fa", "va", "ta", "val_mia", "test_mia", "indisc",
+           "val_indisc", "rr", "fr", "tr", "retdev", "rte", "unlearn_s", "retrain_s", "sape_ra", "sape_fa", "sape_ta",
+           "dist_norm", "dist_l2", "dist_scaled", "hp")  # the table's column order (U-LiRA columns last)
 ULIRA_COLUMNS = ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "mean_score")
 
 
@@ -155,6 +158,8 @@ def run(cfg: AttackConfig) -> pd.DataFrame:
     rows = [method_row(cfg, data, store, recipe, seed, m)[0]
             for seed in cfg.seeds for m in ["original", "retrain", *cfg.methods]]
     table = pd.DataFrame(rows)
+    first = [c for c in COLUMNS if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
     if cfg.ulira:
         for target, res in ulira_results(cfg, data).items():
             at = (table["method"] == target) & (table["seed"] == cfg.ulira_seed)
@@ -180,7 +185,8 @@ def plot_loss_histograms(cfg: AttackConfig, seed: int | None = None):
     cols = min(n, 4)
     fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.2 * cols, 2.6 * -(-n // cols)), squeeze=False)
     floor = 1e-6  # losses of perfectly fitted samples underflow to 0; clip them onto the log axis
-    bins = np.logspace(-6, 2, 50)
+    every = np.clip(np.concatenate([ls[k] for ls in per_model.values() for k in ("forget", "test")]), floor, None)
+    bins = np.logspace(np.log10(every.min()), np.log10(every.max()) + 1e-9, 40)
     for ax, (m, ls) in zip(axes.flat, per_model.items()):
         for split, color in (("forget", "C3"), ("test", "C0")):
             ax.hist(np.clip(ls[split], floor, None), bins=bins, density=True, alpha=0.5, color=color, label=split)

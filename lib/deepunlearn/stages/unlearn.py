@@ -13,7 +13,7 @@ from torch import nn
 
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.errors import UserError
-from deepunlearn.methods import get_method, list_methods, run_method
+from deepunlearn.methods import get_method, list_methods, load_plugins, run_method
 from deepunlearn.references import get_reference, load_weights, reference_params, split_accuracies
 from deepunlearn.stages import make_config, register_config
 from deepunlearn.stages import train as train_stage
@@ -30,6 +30,7 @@ class UnlearnConfig:
 
     train: str = "demo"  # name of the params/train/<name>.yaml that made the Original and Retrained models
     methods: list[str] = field(default_factory=lambda: ["ft"])  # method ids, or ["all"] for the 18
+    plugins: list[str] = field(default_factory=list)  # .py files (or modules) defining your own methods
     hparams: dict = field(default_factory=dict)  # {method: {hyperparameter: value}}; missing: defaults
     best: str | None = None  # sweep config whose outputs/sweeps/<best>/best.yaml gives the hyperparameters
     seeds: list[int] | None = None  # None: the train config's seeds
@@ -98,6 +99,7 @@ def get_unlearned(store: Store, data: DeviceData, arch: str, seed: int, recipe: 
 
 def run(cfg: UnlearnConfig) -> pd.DataFrame:
     """Unlearn with every method on every seed; one row per (method, seed) with RA/FA/VA/TA and time."""
+    load_plugins(cfg.plugins)
     tcfg = load_train_config(cfg.train, device=cfg.device, store=cfg.store, progress=cfg.progress)
     data, store, recipe = train_stage.load_data(tcfg), Store(cfg.store), train_stage.recipe_of(tcfg)
     hps = {**best_hparams(cfg.best), **cfg.hparams}

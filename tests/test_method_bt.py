@@ -1,0 +1,62 @@
+"""BT (spec D.6): retain outputs follow the Original, forget outputs follow a random ResNet-18."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from conftest import same_weights, train_tiny
+from deepunlearn.methods import run_method
+from deepunlearn.methods.bt import bt_loss, bt_targets, incompetent_teacher
+from deepunlearn.training import predict
+
+
+@pytest.fixture(scope="module")
+def original(tiny_data):
+    return train_tiny("tinycnn", tiny_data)
+
+
+def _kl(teacher_logits, student_logits):
+    """Mean over samples of KL(softmax(t) ‖ softmax(s))."""
+    p = F.softmax(teacher_logits, 1)
+    return (p * (F.log_softmax(teacher_logits, 1) - F.log_softmax(student_logits, 1))).sum(1).mean().item()
+
+
+def test_loss_is_kl_averaged_over_batch_and_classes_without_tau_squared():
+    s, t, tau = torch.randn(5, 4), torch.randn(5, 4), 2.5
+    p, log_q = F.softmax(t / tau, 1), F.log_softmax(s / tau, 1)
+    expected = (p * (p.log() - log_q)).sum() / (5 * 4)
+    torch.testing.assert_close(bt_loss(s, p, tau), expected)
+
+
+def test_incompetent_teacher_is_a_seeded_random_resnet18(tiny_data):
+    torch.manual_seed(123)
+    a, b = incompetent_teacher(tiny_data), incompetent_teacher(tiny_data)
+    assert isinstance(a, torchvision.models.ResNet) and not a.training
+    assert same_weights(a, b)  # drawn from the run seed, whatever the student is
+
+
+def test_targets_pick_the_bad_teacher_for_forget_rows(original, tiny_data):
+    bad = incompetent_teacher(tiny_data)
+    x = tiny_data.inputs(tiny_data.indices("retain")[:6])
+    is_forget = torch.tensor([True, False, True, False, False, True])
+    p = bt_targets(x, is_forget, original.eval(), bad, 2.0)
+    torch.testing.assert_close(p[is_forget], F.softmax(predict(bad, tiny_data, tiny_data.indices("retain")[:6])
+                                                       / 2.0, 1)[is_forget])
+    torch.testing.assert_close(p[~is_forget], F.softmax(predict(original, tiny_data,
+                                                                tiny_data.indices("retain")[:6]) / 2.0, 1)[~is_forget])
+
+
+def test_student_follows_each_sets_teacher(original, tiny_data):
+    torch.manual_seed(123)  # the run seed, so this is the teacher the method draws
+    bad = predict(incompetent_teacher(tiny_data), tiny_data, "forget")
+    bad_r = predict(incompetent_teacher(tiny_data), tiny_data, "retain")
+    good = predict(original, tiny_data, "forget")
+    good_r = predict(original, tiny_data, "retain")
+    model, _ = run_method("bt", original, tiny_data, {"epochs": 5, "batch_size": 16})
+    s_f, s_r = predict(model, tiny_data, "forget"), predict(model, tiny_data, "retain")
+    assert _kl(bad, s_f) < 0.5 * _kl(bad, good)  # forget outputs pulled towards the random teacher
+    assert _kl(bad, s_f) < _kl(good, s_f)
+    assert _kl(good_r, s_r) < _kl(bad_r, s_r)  # retain outputs stay with the Original

@@ -1,0 +1,95 @@
+"""SCRUB (spec D.7): max steps on forget, min steps on retain, checkpoint selection by forget error."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import deepunlearn.methods.scrub as scrub_mod
+from conftest import same_weights, train_tiny
+from deepunlearn.methods import run_method
+from deepunlearn.methods.scrub import (SCRUBParams, distill_kl, forget_val, lr_at, max_step, min_step,
+                                       pick_checkpoint)
+from deepunlearn.training import accuracy, forward, sgd
+
+
+@pytest.fixture(scope="module")
+def original(tiny_data):
+    return train_tiny("tinycnn", tiny_data)
+
+
+def test_distill_kl_is_sum_kl_times_t_squared_over_batch():
+    s, t, T = torch.randn(6, 5), torch.randn(6, 5), 3.0
+    p = F.softmax(t / T, 1)
+    expected = (p * (p.log() - F.log_softmax(s / T, 1))).sum() * T ** 2 / 6
+    torch.testing.assert_close(distill_kl(s, t, T), expected)
+
+
+def test_max_step_raises_kl_to_teacher_on_forget(original, tiny_data):
+    teacher, student = copy.deepcopy(original).eval(), copy.deepcopy(original)
+    x = tiny_data.inputs(tiny_data.indices("forget"))
+    hp = SCRUBParams(forget_batch_size=16)
+
+    def kl() -> float:
+        with torch.no_grad():
+            return distill_kl(forward(copy.deepcopy(student).train(), x), forward(teacher, x), 2.0).item()
+
+    before = kl()
+    max_step(student, teacher, sgd(student, 0.01, 0.0, 0.0), tiny_data, hp)
+    assert kl() > before + 1e-4
+
+
+def test_min_step_descends_gamma_ce_plus_alpha_kl(original, tiny_data):
+    hp = SCRUBParams(gamma=0.3, alpha=0.8, kd_temperature=2.0, retain_batch_size=48)
+    teacher, student, ref = (copy.deepcopy(original) for _ in range(3))
+    teacher.eval()
+    idx = tiny_data.indices("retain")
+    x, y = tiny_data.inputs(idx), tiny_data.labels[idx]
+    s = forward(ref.train(), x)
+    loss = 0.3 * F.cross_entropy(s, y) + 0.8 * distill_kl(s, forward(teacher, x).detach(), 2.0)
+    grads = torch.autograd.grad(loss, list(ref.parameters()))
+    min_step(student, teacher, sgd(student, 0.01, 0.0, 0.0), tiny_data, hp, torch.Generator().manual_seed(0))
+    for p0, g, p1 in zip(original.parameters(), grads, student.parameters()):
+        torch.testing.assert_close(p1, p0 - 0.01 * g, atol=1e-6, rtol=1e-4)
+
+
+def test_pick_checkpoint():
+    assert pick_checkpoint([0.0, 0.5, 0.3, 0.1], 0.28) == 2
+    assert pick_checkpoint([0.2, 0.5, 0.9], 0.25) == 0  # the Original strictly closest
+    assert pick_checkpoint([0.2, 0.2, 0.2], 0.4) == 1  # tie with the Original: first trained checkpoint
+    assert pick_checkpoint([0.0, 0.3, 0.5, 0.3], 0.3) == 1  # ties among checkpoints: the first
+
+
+def test_lr_decays_at_half_and_four_and_nine_fifths_of_the_epochs():
+    hp = SCRUBParams(epochs=10, lr=1.0)  # decay epochs 5, 8, 9
+    assert [lr_at(t, hp) for t in (1, 5, 6, 8, 9, 10)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.001])
+
+
+def test_forget_val_keeps_val_samples_of_forgotten_classes(tiny_data):
+    assert torch.equal(forget_val(tiny_data), tiny_data.indices("val"))  # random forgetting: all of val
+    one = tiny_data.with_splits(forget=tiny_data.indices("forget")[:1])
+    c = tiny_data.labels[one.indices("forget")][0]
+    assert (tiny_data.labels[forget_val(one)] == c).all()
+
+
+def test_selection_returns_checkpoint_k_and_the_original_for_k0(original, tiny_data, monkeypatch):
+    hp = {"epochs": 2, "lr": 0.05, "retain_batch_size": 16, "forget_batch_size": 16}
+    models, seen = [], {}
+    for k in range(3):
+        def pick(errors, err_fv, k=k):
+            seen.update(errors=errors, err_fv=err_fv)
+            return k
+
+        monkeypatch.setattr(scrub_mod, "pick_checkpoint", pick)
+        models.append(run_method("scrub", original, tiny_data, hp)[0])
+    final = models[2]
+    assert len(seen["errors"]) == 3  # err_f[0..E]
+    assert seen["errors"][0] == pytest.approx(1 - accuracy(original, tiny_data, "forget"))
+    assert seen["errors"][2] == pytest.approx(1 - accuracy(final, tiny_data, "forget"))
+    assert seen["err_fv"] == pytest.approx(1 - accuracy(final, tiny_data, "val"))  # forget-val = val here
+    # k = 0 reverts to the Original (weights and BatchNorm buffers) although training ran
+    assert same_weights(models[0], original)
+    assert not same_weights(models[1], original) and not same_weights(models[1], final)
