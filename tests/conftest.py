@@ -40,6 +40,18 @@ def train_tiny(arch: str, data: DeviceData, epochs: int = 2, seed: int = 0) -> t
     """An Original model of `arch` briefly trained on retain ∪ forget of `data`."""
     model = to_device(create_model(arch, data.num_classes, data.info.img_size, seed=seed), data.device)
     fit(model, data, ["retain", "forget"], Recipe(epochs=epochs, batch_size=16, lr=0.05), progress=False)
+    # Two epochs leave BatchNorm's running statistics far from the data (eval-mode ResNet-18 logits
+    # in the thousands), which breaks eval-mode methods (NG+, CF-k, EU-k): re-estimate them exactly.
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    model.train()
+    with torch.no_grad():
+        for x, _ in data.batches(["retain", "forget"], 16):
+            model(x)
+    for m in bns:
+        m.momentum = 0.1
     return model
 
 

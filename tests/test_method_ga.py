@@ -7,21 +7,24 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-
-from conftest import same_weights, train_tiny
+from conftest import same_weights
 from deepunlearn.methods import run_method
-from deepunlearn.training import forward, per_sample_loss
+from deepunlearn.models import create_model
+from deepunlearn.training import Recipe, fit, forward, per_sample_loss
 
 
 @pytest.fixture(scope="module")
 def original(tiny_data):
-    return train_tiny("tinycnn", tiny_data)
+    """A tinycnn that fits the tiny splits (the 2-epoch conftest model is still near uniform)."""
+    model = create_model("tinycnn", tiny_data.num_classes, tiny_data.info.img_size, seed=0)
+    fit(model, tiny_data, ["retain", "forget"], Recipe(epochs=20, batch_size=16, lr=0.2, augment=False), progress=False)
+    return model
 
 
 def test_ga_raises_forget_loss(original, tiny_data):
     before = per_sample_loss(original, tiny_data, "forget").mean()
-    model, _ = run_method("ga", original, tiny_data, {"epochs": 3, "batch_size": 16})
-    assert per_sample_loss(model, tiny_data, "forget").mean() > before + 0.1
+    model, _ = run_method("ga", original, tiny_data, {"epochs": 3, "batch_size": 8, "lr": 0.05})
+    assert per_sample_loss(model, tiny_data, "forget").mean() > before + 1.0
 
 
 def test_ga_step_is_plus_lr_times_forget_gradient(original, tiny_data):

@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import train_tiny
 from deepunlearn.methods import run_method
+from deepunlearn.models import create_model
 from deepunlearn.training import forward
 
 
@@ -50,3 +50,14 @@ def test_alpha_one_is_eval_mode_finetuning(original, tiny_data):
     # frozen BatchNorm: the running statistics are the Original's, bit for bit
     for (name, b0), b1 in zip(original.named_buffers(), model.buffers()):
         assert torch.equal(b0, b1), name
+
+
+def test_tinyvit_trains_in_eval_mode_with_constant_attention_biases(tiny_data):
+    # two steps: timm's lazily cached attention biases would break the second backward
+    data = tiny_data.with_splits(retain=tiny_data.indices("retain")[:4], forget=tiny_data.indices("forget")[:2])
+    vit = create_model("tinyvit", data.num_classes, data.info.img_size, seed=0)
+    model, _ = run_method("ngplus", vit, data, {"epochs": 1, "batch_size": 2, "momentum": 0.0})
+    biases = {n for n, _ in vit.named_parameters() if n.endswith("attention_biases")}
+    assert biases
+    moved = {n for (n, p0), p1 in zip(vit.named_parameters(), model.parameters()) if not torch.equal(p0, p1)}
+    assert moved and not moved & biases  # as the reference's TinyViT: biases are a snapshot in eval mode

@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import clone_state, train_tiny
 from deepunlearn.data.loader import make_generator
 from deepunlearn.methods import run_method
 from deepunlearn.methods.salun import forget_saliency, saliency_mask
+from deepunlearn.models import create_model
 from deepunlearn.training import forward
 
 
@@ -52,7 +52,7 @@ def test_saliency_is_abs_of_summed_batch_gradients_and_leaves_model_alone(origin
 
 
 def test_masked_out_weights_do_not_move_without_momentum_and_weight_decay(original, tiny_data):
-    hp = {"epochs": 2, "batch_size": 16, "lr": 0.05, "momentum": 0.0, "weight_decay": 0.0, "threshold": 0.3}
+    hp = {"epochs": 1, "batch_size": 16, "lr": 0.05, "momentum": 0.0, "weight_decay": 0.0, "threshold": 0.3}
     model, _ = run_method("salun", original, tiny_data, hp)
     # the method's generator is seeded with the run seed (123) and first shuffles D_f for the mask
     mask = saliency_mask(forget_saliency(copy.deepcopy(original), tiny_data, 16, make_generator("cpu", 123)), 0.3)
@@ -60,3 +60,13 @@ def test_masked_out_weights_do_not_move_without_momentum_and_weight_decay(origin
     assert not any((mv & (m == 0)).any() for mv, m in zip(moved, mask))
     kept = sum(m.sum() for m in mask)
     assert sum((mv & (m == 1)).sum() for mv, m in zip(moved, mask)) > 0.9 * kept
+
+
+def test_tinyvit_saliency_over_several_batches(tiny_data):
+    vit = create_model("tinyvit", tiny_data.num_classes, tiny_data.info.img_size, seed=0).train()
+    data = tiny_data.with_splits(forget=tiny_data.indices("forget")[:4])
+    sal = forget_saliency(vit, data, 2, make_generator("cpu", 0))  # two batches
+    named = dict(zip([n for n, _ in vit.named_parameters()], sal))
+    assert all(named[n].abs().sum() == 0 for n in named if n.endswith("attention_biases"))  # eval-mode constants
+    assert named["head.fc.weight"].abs().sum() > 0
+    assert vit.training

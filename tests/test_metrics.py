@@ -50,7 +50,8 @@ def test_mia_rejects_too_few_samples_and_nan():
         metrics.mia(np.array([np.nan] * 20), np.zeros(50))
 
 
-@pytest.mark.parametrize("m, expected", [(0.5, 1.0), (0.75, 0.5), (0.25, 0.5), (1.0, 0.0), (0.0, 0.0), (0.6, 0.8)])
+@pytest.mark.parametrize("m, expected", [(0.5, 1.0), (0.75, 0.5), (0.25, 0.5), (1.0, 0.0), (0.0, 0.0),
+                                         (0.6, 0.8)])
 def test_indiscernibility(m, expected):
     assert metrics.indiscernibility(m) == pytest.approx(expected)
 
@@ -100,6 +101,14 @@ def test_evaluate_one_pass_per_split_and_matches_accuracy(tiny_data, monkeypatch
     assert row["val_mia"] == metrics.mia(losses["forget"], losses["val"])
     assert row["test_mia"] == metrics.mia(losses["forget"], losses["test"])
     assert metrics.accuracies(model, tiny_data) == {k: row[k] for k in ("ra", "fa", "va", "ta")}
+
+
+def test_evaluate_marks_a_diverged_model_with_nan_mia(tiny_data):
+    model = train_tiny("tinycnn", tiny_data, epochs=1)
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    row = metrics.evaluate(model, tiny_data)
+    assert math.isnan(row["val_mia"]) and math.isnan(row["test_mia"]) and 0 <= row["ra"] <= 1
 
 
 def test_versus_retrain_is_neutral_on_the_retrained_model():

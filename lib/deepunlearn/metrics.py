@@ -48,14 +48,16 @@ def evaluate(model: nn.Module, data: DeviceData, *, seed: int = MIA_SEED, return
              ) -> dict[str, float] | tuple[dict[str, float], dict[str, np.ndarray]]:
     """Accuracies plus Val MIA (forget vs val) and Test MIA (forget vs test), one pass per split.
 
-    With `return_losses`, also the per-sample losses of each split (for loss histograms).
+    With `return_losses`, also the per-sample losses of each split (for loss histograms). A diverged
+    model (non-finite losses) gets NaN MIAs, so one bad run marks its row instead of stopping a table.
     """
     outs = split_outputs(model, data)
     row = {ACCURACY_KEYS[k]: float(c.mean()) for k, (c, _) in outs.items()}
     losses = {k: loss for k, (_, loss) in outs.items()}
     for other, key in (("val", "val_mia"), ("test", "test_mia")):
         if "forget" in losses and other in losses:
-            row[key] = mia(losses["forget"], losses[other], seed=seed)
+            finite = np.isfinite(losses["forget"]).all() and np.isfinite(losses[other]).all()
+            row[key] = mia(losses["forget"], losses[other], seed=seed) if finite else math.nan
     return (row, losses) if return_losses else row
 
 
@@ -102,7 +104,8 @@ def l2_distance(a: nn.Module, b: nn.Module) -> float:
 def normalized_distance(a: nn.Module, b: nn.Module) -> float:
     """Spec E.8a (Golatkar et al.): sqrt(Σ‖θ_a − θ_b‖² / Σ‖θ_a‖²), normalised by the first model."""
     pairs = _pairs(a, b)
-    return math.sqrt(sum(float(((p - q) ** 2).sum()) for p, q in pairs) / sum(float((p ** 2).sum()) for p, _ in pairs))
+    diff = sum(float(((p - q) ** 2).sum()) for p, q in pairs)
+    return math.sqrt(diff / sum(float((p ** 2).sum()) for p, _ in pairs))
 
 
 def scaled_distance(a: nn.Module, b: nn.Module) -> float:
@@ -119,14 +122,17 @@ def model_distances(reference: nn.Module, model: nn.Module) -> dict[str, float]:
             "dist_scaled": scaled_distance(reference, model)}
 
 
-def versus_retrain(u: dict[str, float], r: dict[str, float], t_unlearn: float, t_retrain: float) -> dict[str, float]:
+def versus_retrain(u: dict[str, float], r: dict[str, float], t_unlearn: float, t_retrain: float
+                   ) -> dict[str, float]:
     """Everything spec E compares to the Retrained model: retentions, RetDev, SAPE, indiscernibility, RTE.
 
     `u` and `r` are `evaluate` rows of the unlearned and the Retrained model of the same seed.
     """
-    out = {"rr": retention(u["ra"], r["ra"]), "fr": retention(u["fa"], r["fa"]), "tr": retention(u["ta"], r["ta"]),
+    out = {"rr": retention(u["ra"], r["ra"]), "fr": retention(u["fa"], r["fa"]),
+           "tr": retention(u["ta"], r["ta"]),
            "retdev": retdev(u["ra"], u["fa"], u["ta"], r["ra"], r["fa"], r["ta"]),
-           "sape_ra": sape(r["ra"], u["ra"]), "sape_fa": sape(r["fa"], u["fa"]), "sape_ta": sape(r["ta"], u["ta"]),
+           "sape_ra": sape(r["ra"], u["ra"]), "sape_fa": sape(r["fa"], u["fa"]),
+           "sape_ta": sape(r["ta"], u["ta"]),
            "rte": math.nan if math.isnan(t_unlearn) else rte(t_retrain, t_unlearn)}
     if "test_mia" in u:
         out["indisc"] = indiscernibility(u["test_mia"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -125,3 +125,20 @@ def classifier(model: nn.Module) -> nn.Linear:
 def is_convnet(model: nn.Module) -> bool:
     """True for models whose compute is mostly convolutions (they get channels_last)."""
     return hasattr(model, "conv1")
+
+
+def eval_for_training(model: nn.Module) -> nn.Module:
+    """model.eval() for a method that trains in eval mode (frozen BatchNorm statistics).
+
+    The reference's Microsoft TinyViT snapshots its attention biases under no_grad when put in eval
+    mode, so they are constants there. timm's TinyViT caches them lazily instead, with the graph of the
+    first forward, which the first backward frees (a crash on the second step). Filling the cache under
+    no_grad reproduces the reference: in eval mode TinyViT's attention biases get no gradient.
+    """
+    model.eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "attention_bias_cache") and hasattr(m, "get_attention_biases"):
+                m.attention_bias_cache = {}
+                m.get_attention_biases(m.attention_biases.device)
+    return model

@@ -19,7 +19,8 @@ def _as_array(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).ravel()
 
 
-def balance(members: np.ndarray, nonmembers: np.ndarray, seed: int = MIA_SEED) -> tuple[np.ndarray, np.ndarray]:
+def balance(members: np.ndarray, nonmembers: np.ndarray, seed: int = MIA_SEED
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle both sides and truncate them to the smaller one's size (spec E.2's balancing)."""
     rng = np.random.default_rng(seed)
     members, nonmembers = rng.permutation(members), rng.permutation(nonmembers)

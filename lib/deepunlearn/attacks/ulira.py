@@ -1,4 +1,4 @@
-"""U-LiRA (spec G, DESIGN §8): a per-sample likelihood-ratio attack that tells unlearned from retrained models.
+"""U-LiRA (spec G, DESIGN §8): a per-sample likelihood-ratio attack telling unlearned from retrained models.
 
 Shadow models (spec G.1–G.2, generalised to any dataset, architecture and size):
 - the official-train indices are permuted with default_rng(123); the last 5% are the LiRA val set,
@@ -43,6 +43,7 @@ VAL_FRACTION = 0.05  # spec G.1: the last 5% form the LiRA val set
 FORGET_FRACTION = 0.1  # spec G.1: the last 10% of each train half are forgotten
 STATISTICS = ("logit", "correct")  # DESIGN §8 default; the reference code's 0/1 correctness variant
 REFERENCES = ("original", "retrain")
+STAT_CLIP = 100.0  # bound of the logit-scaled confidence
 VERSION = 1  # bump when the stored statistics or the attack change meaning
 
 
@@ -87,7 +88,8 @@ def make_lira_splits(dev: np.ndarray, n_splits: int, n_forget: int, *, val_fract
                      forget_fraction: float = FORGET_FRACTION) -> LiraSplits:
     """Spec G.1 on the official-train indices `dev` (sorted first, so the result depends only on the set)."""
     if n_splits < 2 or n_forget < 1:
-        raise UserError(f"U-LiRA needs at least 2 shadow splits and 1 forget set, got {n_splits} x {n_forget}.")
+        raise UserError(f"U-LiRA needs at least 2 shadow splits and 1 forget set, not "
+                        f"{n_splits} x {n_forget}; raise them.")
     perm = np.random.default_rng(SPLIT_SEED).permutation(np.sort(np.asarray(dev, np.int64)))
     n_val = int(val_fraction * len(perm))
     val, pool = perm[len(perm) - n_val:], perm[:len(perm) - n_val]
@@ -106,7 +108,8 @@ def make_lira_splits(dev: np.ndarray, n_splits: int, n_forget: int, *, val_fract
         forget.append(fs)
         retain.append(rs)
     if min(len(x) for x in forget[0]) < 1:
-        raise UserError(f"The U-LiRA pool ({len(pool)} samples) is too small for a forget set; use more data.")
+        raise UserError(f"The U-LiRA pool ({len(pool)} samples) is too small for a forget set; "
+                        f"use more data.")
     return LiraSplits(val, np.sort(pool), train, held, forget, retain)
 
 
@@ -125,11 +128,16 @@ def logit_confidence(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def model_statistics(model: nn.Module, data: DeviceData, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Both statistics (logit-scaled confidence, 0/1 correctness) of `model` on dataset indices `idx`."""
+    """Both statistics (logit-scaled confidence, 0/1 correctness) of `model` on dataset indices `idx`.
+
+    The confidence is clipped to ±100 (float32 probabilities saturate far before) and a diverged
+    model's NaN counts as no confidence at all, so one bad shadow cannot poison every fit.
+    """
     idx_t = torch.as_tensor(idx, dtype=torch.int64, device=data.device)
     logits = predict(model, data, idx_t)
     y = data.labels[idx_t]
-    return {"logit": logit_confidence(logits, y).cpu().numpy().astype(np.float32),
+    conf = logit_confidence(logits, y).nan_to_num(nan=-STAT_CLIP).clamp(-STAT_CLIP, STAT_CLIP)
+    return {"logit": conf.cpu().numpy().astype(np.float32),
             "correct": (logits.argmax(1) == y).cpu().numpy().astype(np.float32)}
 
 
@@ -137,7 +145,7 @@ def model_statistics(model: nn.Module, data: DeviceData, idx: np.ndarray) -> dic
 
 @dataclass
 class Shadows:
-    """The shadow models of one U-LiRA setting; every model (and its statistics) is built once in the store."""
+    """The shadow models of one U-LiRA setting; each model and its statistics are built once in the store."""
 
     store: Store
     data: DeviceData
@@ -152,15 +160,16 @@ class Shadows:
     def shadow_data(self, s: int, f: int) -> DeviceData:
         """The data of shadow (s, f): retain / forget, val = LiRA val, test = the held-out half."""
         sp = self.splits
-        return self.data.with_splits(retain=sp.retain[s][f], forget=sp.forget[s][f], val=sp.val, test=sp.held[s])
+        return self.data.with_splits(retain=sp.retain[s][f], forget=sp.forget[s][f], val=sp.val,
+                                     test=sp.held[s])
 
     def original_pair(self, s: int, f: int) -> tuple[int, int]:
         """Which (s, f)'s Original serves shadow (s, f)."""
         return (s, 0) if self.share_original else (s, f)
 
-    def _key(self) -> dict:
-        return {"splits": self.splits.checksum(), "pool": hashlib.sha256(self.splits.pool.tobytes()).hexdigest(),
-                "version": VERSION}
+    def _pool_key(self) -> dict:
+        # a model's statistics depend on the model and the pool only, so more splits reuse the first ones
+        return {"pool": hashlib.sha256(self.splits.pool.tobytes()).hexdigest(), "version": VERSION}
 
     def reference(self, role: str, s: int, f: int) -> nn.Module:
         """The stored Original or Retrained shadow model of (s, f) (trained on first use)."""
@@ -174,12 +183,14 @@ class Shadows:
         if role == "original":
             s, f = self.original_pair(s, f)
         sdata = self.shadow_data(s, f)
-        params = {"model": reference_params(sdata, self.arch, self.seed, role, self.recipe), **self._key()}
+        params = {"model": reference_params(sdata, self.arch, self.seed, role, self.recipe),
+                  **self._pool_key()}
         label = f"{self.data.info.name}-{self.arch}-{role}-s{s}f{f}"
 
         def build(work: Path) -> None:
             self.built.append(label)
-            np.savez(work / "stats.npz", **model_statistics(self.reference(role, s, f), sdata, self.splits.pool))
+            stats = model_statistics(self.reference(role, s, f), sdata, self.splits.pool)
+            np.savez(work / "stats.npz", **stats)
 
         return dict(np.load(self.store.get_or_compute("lira-stats", params, build, label) / "stats.npz"))
 
@@ -189,8 +200,9 @@ class Shadows:
         params_hp = asdict(spec.make_hp(**hp))
         sdata = self.shadow_data(s, f)
         so, fo = self.original_pair(s, f)
-        params = {"original": reference_params(self.shadow_data(so, fo), self.arch, self.seed, "original", self.recipe),
-                  "data": data_key(sdata), "method": method, "hp": params_hp, **self._key()}
+        o_params = reference_params(self.shadow_data(so, fo), self.arch, self.seed, "original", self.recipe)
+        params = {"original": o_params,
+                  "data": data_key(sdata), "method": method, "hp": params_hp, **self._pool_key()}
         label = f"{self.data.info.name}-{self.arch}-{method}-s{s}f{f}"
 
         def build(work: Path) -> None:
@@ -213,7 +225,7 @@ class Shadows:
 
 @dataclass
 class Observations:
-    """One statistic value per (model, sample): in = target models that forgot x, out = retrained, never saw x."""
+    """One value per (model, sample): in = target models that forgot x, out = retrained, never saw x."""
 
     in_x: np.ndarray  # pool positions
     in_v: np.ndarray
@@ -243,9 +255,8 @@ def collect(shadows: Shadows, target: str, hp: dict | None = None, statistic: st
         hx = sp.positions(sp.held[s])
         rv = shadows.reference_stats("retrain", s, f)[statistic]
         outs.append((hx, rv[hx], np.full(len(hx), s)))
-    cat = lambda parts, i: np.concatenate([p[i] for p in parts])  # noqa: E731
-    return Observations(cat(ins, 0), cat(ins, 1).astype(np.float64), cat(ins, 2),
-                        cat(outs, 0), cat(outs, 1).astype(np.float64), cat(outs, 2))
+    (ix, iv, ig), (ox, ov, og) = ([np.concatenate(col) for col in zip(*parts)] for parts in (ins, outs))
+    return Observations(ix, iv.astype(np.float64), ig, ox, ov.astype(np.float64), og)
 
 
 Sums = tuple[np.ndarray, np.ndarray, np.ndarray]  # per-sample count, Σv, Σv²
@@ -300,9 +311,9 @@ def _fit(ins: Sums, outs: Sums, min_obs: int, min_std: float) -> _Fit:
     return _Fit(mu_in, sd(ci, s1i, s2i, mu_in), mu_out, sd(co, s1o, s2o, mu_out))
 
 
-def fit_and_score(in_x: np.ndarray, in_v: np.ndarray, in_group: np.ndarray, out_x: np.ndarray, out_v: np.ndarray,
-                  out_group: np.ndarray, n_samples: int, *, min_obs: int = 8, min_std: float = 1e-2
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def fit_and_score(in_x: np.ndarray, in_v: np.ndarray, in_group: np.ndarray, out_x: np.ndarray,
+                  out_v: np.ndarray, out_group: np.ndarray, n_samples: int, *, min_obs: int = 8,
+                  min_std: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
     """Log-likelihood ratios log φ_in(v) − log φ_out(v) of every in- and out-observation.
 
     Per sample x, Gaussians are fitted to its in- and out-values. Observations of one group (a shadow
@@ -352,7 +363,7 @@ def summarize(llr_pos: np.ndarray, llr_neg: np.ndarray) -> tuple[dict[str, float
                "tpr_at_01pct_fpr": tpr_at_fpr(fpr, tpr, 0.001), "balanced_acc": 0.5 * (tp + tn),
                "mean_score": float(membership_score(llr_pos).mean()),
                "mean_score_neg": float(membership_score(llr_neg).mean()),
-               "n_pos": int(len(llr_pos)), "n_neg": int(len(llr_neg))}
+               "n_pos": len(llr_pos), "n_neg": len(llr_neg)}
     return summary, fpr, tpr
 
 
@@ -366,7 +377,8 @@ class UliraResult:
     summary: dict
     fpr: np.ndarray
     tpr: np.ndarray
-    per_sample: dict[str, np.ndarray]  # index (dataset), n_forgotten, mean_score over its forgotten observations
+    per_sample: dict[str, np.ndarray]  # index (dataset), n_forgotten, mean_score over its forgotten ones
+    path: Path | None = None  # store folder; forgotten.npz there holds every forgotten observation's score
 
 
 def attack(shadows: Shadows, target: str, hp: dict | None = None, *, statistic: str = "logit",
@@ -376,13 +388,13 @@ def attack(shadows: Shadows, target: str, hp: dict | None = None, *, statistic: 
     sp = shadows.splits
     params = {"shadows": {"dataset": shadows.data.info.name, "arch": shadows.arch, "seed": shadows.seed,
                           "recipe": asdict(shadows.recipe), "share_original": shadows.share_original,
-                          "device": shadows.data.device.type, **shadows._key()},
+                          "device": shadows.data.device.type, "splits": sp.checksum(), **shadows._pool_key()},
               "target": target, "hp": spec_hp, "statistic": statistic, "min_obs": min_obs, "min_std": min_std}
 
     def build(work: Path) -> None:
         obs = collect(shadows, target, spec_hp, statistic)
-        lp, ln = fit_and_score(obs.in_x, obs.in_v, obs.in_split, obs.out_x, obs.out_v, obs.out_split, len(sp.pool),
-                               min_obs=min_obs, min_std=min_std)
+        lp, ln = fit_and_score(obs.in_x, obs.in_v, obs.in_split, obs.out_x, obs.out_v, obs.out_split,
+                               len(sp.pool), min_obs=min_obs, min_std=min_std)
         summary, fpr, tpr = summarize(lp, ln)
         n = np.bincount(obs.in_x, minlength=len(sp.pool))
         score = np.bincount(obs.in_x, membership_score(lp), minlength=len(sp.pool))
@@ -396,18 +408,21 @@ def attack(shadows: Shadows, target: str, hp: dict | None = None, *, statistic: 
         np.savez(work / "roc.npz", fpr=fpr[keep], tpr=tpr[keep])
         np.savez(work / "per_sample.npz", index=sp.pool, n_forgotten=n,
                  mean_score=np.divide(score, n, out=np.full(len(n), np.nan), where=n > 0))
+        # every forgotten observation's score, as the reference's per-sample lists (spec G.3)
+        np.savez(work / "forgotten.npz", index=sp.pool[obs.in_x], split=obs.in_split.astype(np.int32),
+                 score=membership_score(lp).astype(np.float32), llr=lp.astype(np.float32))
 
     label = f"{shadows.data.info.name}-{shadows.arch}-{target}"
     path = shadows.store.get_or_compute("ulira", params, build, label)
     roc = np.load(path / "roc.npz")
     return UliraResult(target, read_json(path / "summary.json"), roc["fpr"], roc["tpr"],
-                       dict(np.load(path / "per_sample.npz")))
+                       dict(np.load(path / "per_sample.npz")), path)
 
 
 def ulira(store: Store, data: DeviceData, *, arch: str, recipe: Recipe, n_splits: int, n_forget: int,
-          methods: dict[str, dict] | list[str], seed: int = 0, statistic: str = "logit", share_original: bool = True,
-          progress: bool = False) -> dict[str, UliraResult]:
-    """U-LiRA of the Original, the Retrained model and every method, on shadows of `data`'s official train set."""
+          methods: dict[str, dict] | list[str], seed: int = 0, statistic: str = "logit",
+          share_original: bool = True, progress: bool = False) -> dict[str, UliraResult]:
+    """U-LiRA of the Original, the Retrained model and every method, on shadows of `data`'s train set."""
     methods = {m: {} for m in methods} if isinstance(methods, list) else dict(methods)
     splits = make_lira_splits(official_train(data), n_splits, n_forget)
     shadows = Shadows(store, data, splits, arch, seed, recipe, share_original, progress)
@@ -418,7 +433,9 @@ def results_table(results: dict[str, UliraResult]):
     """One row per target with its summary numbers."""
     import pandas as pd
 
-    return pd.DataFrame([{"target": t, **r.summary} for t, r in results.items()])
+    order = ["auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "mean_score", "mean_score_neg",
+             "n_pos", "n_neg", "in_per_sample", "out_per_sample"]
+    return pd.DataFrame([{"target": t, **{k: r.summary[k] for k in order}} for t, r in results.items()])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,18 +458,20 @@ def main(argv: list[str] | None = None) -> int:
     from deepunlearn.data import load_device_data
     from deepunlearn.stages import resolve_device
 
-    t0 = time.perf_counter()
-    data = load_device_data(args.dataset, resolve_device(args.device), store=Store(args.store), subset=args.subset)
+    t0, c0 = time.perf_counter(), time.process_time()
+    data = load_device_data(args.dataset, resolve_device(args.device), store=Store(args.store),
+                            subset=args.subset)
     methods = {}
     for m in args.methods.split(","):
         fields = get_method(m).hparams.__dataclass_fields__
         methods[m] = {"epochs": args.method_epochs} if "epochs" in fields else {}
     results = ulira(Store(args.store), data, arch=args.arch, recipe=Recipe(args.epochs, args.batch_size),
-                    n_splits=args.splits, n_forget=args.forget_sets, methods=methods, statistic=args.statistic,
-                    progress=False)
+                    n_splits=args.splits, n_forget=args.forget_sets, methods=methods,
+                    statistic=args.statistic, progress=False)
     print(results_table(results).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     print(f"U-LiRA {args.dataset}/{args.arch}, {args.splits} splits x {args.forget_sets} forget sets, "
-          f"{args.epochs} shadow epochs, methods {methods}: wall {time.perf_counter() - t0:.1f} s")
+          f"{args.epochs} shadow epochs, methods {methods}: wall {time.perf_counter() - t0:.1f} s, "
+          f"CPU {time.process_time() - c0:.1f} s")
     return 0
 
 

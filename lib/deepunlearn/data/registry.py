@@ -34,11 +34,6 @@ class DatasetInfo:
     read: Callable[[Path], tuple[np.ndarray, np.ndarray, int]]  # images N×H×W(×3) uint8, labels, n_train
     download: Callable[[Path], None] | None = None
 
-    @property
-    def e_max(self) -> int:
-        """Spec D.1: the largest number of unlearning epochs searched, ceil(0.2 × training epochs)."""
-        return -(-self.epochs // 5)
-
 
 _DATASETS: dict[str, DatasetInfo] = {}
 

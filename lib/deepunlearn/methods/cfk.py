@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -61,11 +60,13 @@ def finetune_last_k(model: nn.Module, data: DeviceData, hp: CFKParams, parts: li
     theta0 = [p.detach().clone() for p in trainable]
     opt = sgd(trainable, hp.lr, momentum=0.0, weight_decay=0.0)
     g = rng(data)
-    model.eval()
     for epoch in range(hp.epochs):
         for group in opt.param_groups:
             group["lr"] = decayed_lr(hp.lr, hp.sgda_decay_rate, epoch, hp.epochs)
         for x, y in data.batches("retain", hp.batch_size, shuffle=True, augment=augment, generator=g):
+            # eval mode re-entered per step: it drops timm TinyViT's eval-mode attention-bias cache,
+            # which would belong to the previous (freed) graph and hold pre-step values
+            model.eval()
             l2 = sum((p - p0).pow(2).sum() for p, p0 in zip(trainable, theta0))
             loss = F.cross_entropy(forward(model, x), y) + hp.sgda_weight_decay / 2 * l2
             opt.zero_grad(set_to_none=True)
@@ -73,7 +74,9 @@ def finetune_last_k(model: nn.Module, data: DeviceData, hp: CFKParams, parts: li
             opt.step()
     for p in model.parameters():  # hand back a plain module: every parameter trainable again
         p.requires_grad_(True)
-    return model
+    # train(): the mode it came in; also frees TinyViT's eval-mode bias cache, which holds a graph
+    # (a module holding it cannot be deep-copied)
+    return model.train()
 
 
 @register_method("cfk", display="CF-k", hparams=CFKParams, space=cfk_space,

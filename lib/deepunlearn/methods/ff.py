@@ -32,15 +32,16 @@ def fisher_diagonal(model: nn.Module, data: DeviceData, batch_size: int) -> list
     """
     params = [p for p in model.parameters() if p.requires_grad]
     acc = [torch.zeros_like(p) for p in params]
-    model.eval()
     n_batches = 0
     for x, _ in data.batches("retain", batch_size):
+        model.eval()  # per forward: drops timm TinyViT's eval-mode attention-bias cache (an old graph)
         logits = forward(model, x)
         prob = logits.detach().softmax(1).mean(0)  # mean_batch p(y|x), one weight per class
         for y in range(logits.shape[1]):
             target = torch.full((len(x),), y, dtype=torch.long, device=x.device)
             last = y == logits.shape[1] - 1
-            grads = torch.autograd.grad(F.cross_entropy(logits, target), params, retain_graph=not last)
+            grads = torch.autograd.grad(F.cross_entropy(logits, target), params, retain_graph=not last,
+                                        materialize_grads=True)  # unused parameters: zero Fisher
             for a, g in zip(acc, grads):
                 a.add_(prob[y] * g.pow(2))
         n_batches += 1
@@ -73,4 +74,4 @@ def fisher_forgetting(model, data, hp: FFParams):
     for p, f in zip(params, fisher):
         var = fisher_variance(f, hp.alpha, data.num_classes)
         p.add_(var.sqrt() * torch.randn_like(p))  # noise from the global RNG seeded by run_method
-    return model
+    return model.train()  # back to the mode it came in; also frees TinyViT's graph-holding bias cache

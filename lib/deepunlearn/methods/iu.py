@@ -28,7 +28,8 @@ def iu_space(trial, ctx) -> dict:
 
 
 def _flat_grad(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    grads = torch.autograd.grad(F.cross_entropy(forward(model, x), y), params)
+    model.eval()  # per forward: drops timm TinyViT's eval-mode attention-bias cache (an old, freed graph)
+    grads = torch.autograd.grad(F.cross_entropy(forward(model, x), y), params, materialize_grads=True)
     return torch.cat([g.reshape(-1) for g in grads])
 
 
@@ -41,8 +42,9 @@ def summed_gradient(model: nn.Module, data: DeviceData, split: Split, batch_size
     return total
 
 
-def woodfisher(model: nn.Module, data: DeviceData, v: torch.Tensor, n: int = WOODFISHER_N) -> torch.Tensor:
+def woodfisher(model: nn.Module, data: DeviceData, v: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """The reference's WoodFisher recursion for H⁻¹v over the first n + 2 retain samples, one at a time."""
+    n = WOODFISHER_N if n is None else n
     params = [p for p in model.parameters() if p.requires_grad]
     k, o = v.clone(), None
     for x, y in data.batches(data.indices("retain")[:n + 2], 1):
@@ -61,7 +63,6 @@ def woodfisher(model: nn.Module, data: DeviceData, v: torch.Tensor, n: int = WOO
                  idea="one Newton-style step θ += α·H⁻¹(∇L_forget-removal), H⁻¹ by WoodFisher on retain")
 def influence_unlearning(model, data, hp: IUParams):
     """θ ← θ + α·k with k = WoodFisher(v), v the influence of removing D_f from D_r ∪ D_f (eval mode)."""
-    model.eval()
     n_f, n_r = data.size("forget"), data.size("retain")
     g_f = summed_gradient(model, data, "forget", hp.batch_size)
     g_r = summed_gradient(model, data, "retain", hp.batch_size)
@@ -73,4 +74,4 @@ def influence_unlearning(model, data, hp: IUParams):
         for p in params:
             p.add_(hp.alpha * k[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
-    return model
+    return model.train()  # back to the mode it came in; also frees TinyViT's graph-holding bias cache

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 
 from deepunlearn.methods import space
 from deepunlearn.methods.base import register_method, rng
+from deepunlearn.models import eval_for_training
 from deepunlearn.training import forward, iterate_forever, sgd
 
 
@@ -35,11 +37,13 @@ def neggrad_plus(model, data, hp: NGPlusParams):
     The reference's L2 pull towards θ_O has λ = 0 (never searched), so the term is left out.
     """
     # the reference trains in eval mode: BatchNorm uses, and keeps, the Original's running statistics
-    model.eval()
+    eval_for_training(model)
     opt = sgd(model, hp.lr, hp.momentum, hp.weight_decay)
     g = rng(data)
     for _ in range(hp.epochs):
-        forget = iterate_forever(lambda: data.batches("forget", hp.batch_size, shuffle=True, generator=g))
+        # the reference zips retain with itertools.cycle(forget loader): one shuffle per epoch, replayed
+        order = data.indices("forget")[torch.randperm(data.size("forget"), device=data.device, generator=g)]
+        forget = iterate_forever(lambda order=order: data.batches(order, hp.batch_size))
         for x_r, y_r in data.batches("retain", hp.batch_size, shuffle=True, generator=g):
             x_f, y_f = next(forget)
             loss = hp.alpha * F.cross_entropy(forward(model, x_r), y_r) \

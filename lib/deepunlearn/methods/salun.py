@@ -12,6 +12,7 @@ from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
 from deepunlearn.methods.base import register_method, rng
 from deepunlearn.methods.srl import relabel_epoch
+from deepunlearn.models import eval_for_training
 from deepunlearn.training import forward, sgd
 
 
@@ -36,9 +37,10 @@ def forget_saliency(model: nn.Module, data: DeviceData, batch_size: int, generat
 
     Gradients are zeroed between batches (the reference's zero_grad hits another model's optimiser,
     so its batch b adds the cumulative sum of batches 1..b; we fix that, as SalUn intends).
+    In eval mode TinyViT's attention biases are constants (as in the reference), so their saliency is 0.
     """
     was_training = model.training
-    model.eval()
+    eval_for_training(model)
     params = list(model.parameters())
     total = [torch.zeros_like(p) for p in params]
     for x, y in data.batches("forget", batch_size, shuffle=True, generator=generator):

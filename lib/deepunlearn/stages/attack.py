@@ -1,4 +1,4 @@
-"""Attack stage: every spec E metric per (dataset, arch, method, seed), and U-LiRA (spec G) on shadow models."""
+"""Attack stage: every spec E metric per (dataset, arch, method, seed); U-LiRA (spec G) on shadow models."""
 
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ import pandas as pd
 from deepunlearn.attacks import ulira as ul
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.errors import UserError
-from deepunlearn.methods import get_method, run_method
+from deepunlearn.methods import get_method, load_plugins
 from deepunlearn.metrics import evaluate, model_distances, versus_retrain
 from deepunlearn.references import get_reference, reference_params
-from deepunlearn.stages import make_config, register_config
-from deepunlearn.stages.train import load_data, recipe_of
+from deepunlearn.stages import make_config, register_config, unlearn
+from deepunlearn.stages.train import TrainConfig, load_data, recipe_of
 from deepunlearn.store import Store, read_json, write_json
 from deepunlearn.training import Recipe
 
 VERSION = 1  # bump when a stored row changes meaning
-COLUMNS = ("dataset", "arch", "method", "display", "seed", "ra", "fa", "va", "ta", "val_mia", "test_mia", "indisc",
-           "val_indisc", "rr", "fr", "tr", "retdev", "rte", "unlearn_s", "retrain_s", "sape_ra", "sape_fa", "sape_ta",
-           "dist_norm", "dist_l2", "dist_scaled", "hp")  # the table's column order (U-LiRA columns last)
+COLUMNS = ("dataset", "arch", "method", "display", "seed", "ra", "fa", "va", "ta", "val_mia", "test_mia",
+           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "unlearn_s", "retrain_s", "sape_ra",
+           "sape_fa", "sape_ta", "dist_norm", "dist_l2", "dist_scaled", "hp")  # table order; U-LiRA last
 ULIRA_COLUMNS = ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "mean_score")
 
 
@@ -34,134 +34,151 @@ ULIRA_COLUMNS = ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "
 class AttackConfig:
     """Parameters of notebooks/attack.py."""
 
-    dataset: str = "fashion_mnist"
-    arch: str = "smallresnet"
-    seeds: list[int] = field(default_factory=lambda: [0])
-    subset: int | None = None  # as the train stage: a seeded sample of this many official-train images
-    epochs: int | None = None  # O/R recipe, as the train stage (None: the dataset's)
-    batch_size: int | None = None
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    methods: list[str] = field(default_factory=lambda: ["ft"])  # method ids; Original and Retrained are always added
-    hp: dict[str, dict] = field(default_factory=dict)  # method -> hyperparameters (missing: the method's defaults)
+    train: str = "demo"  # params/train/<train>.yaml: the data and recipe of the Original/Retrained models
+    methods: list[str] = field(default_factory=lambda: ["ft"])  # method ids, or ["all"]; O and R always added
+    plugins: list[str] = field(default_factory=list)  # .py files (or modules) defining your own methods
+    hparams: dict = field(default_factory=dict)  # {method: {hyperparameter: value}}; missing: defaults
+    best: str | None = None  # sweep config whose outputs/sweeps/<best>/best.yaml gives the hyperparameters
+    seeds: list[int] | None = None  # None: the train config's seeds
     ulira: bool = False  # also run U-LiRA
     ulira_methods: list[str] | None = None  # methods U-LiRA attacks (None: `methods`); O and R always
     ulira_splits: int = 8  # shadow train/held-out splits (the paper: 64)
     ulira_forget_sets: int = 2  # forget sets per split (the paper: 10)
-    ulira_seed: int = 0  # model initialisation seed of every shadow (the paper: 0); its rows get U-LiRA columns
+    ulira_seed: int = 0  # initialisation seed of every shadow (the paper: 0); its rows get the U-LiRA columns
     ulira_epochs: int | None = None  # shadow O/R epochs (None: the recipe's; the paper: 91 on CIFAR-10)
     ulira_statistic: str = "logit"  # "logit" (logit-scaled confidence) or "correct" (the reference's 0/1)
-    ulira_share_original: bool = True  # one Original per split (False: one per (split, forget set), as the paper)
+    ulira_share_original: bool = True  # one Original per split (False: per (split, forget set), the paper)
     device: str = "auto"
     store: str = "outputs/store"
-    data_root: str | None = None
-    download: bool = False
     progress: bool = True
 
 
-def _check(cfg: AttackConfig) -> None:
-    for m in [*cfg.methods, *(cfg.ulira_methods or [])]:
-        spec = get_method(m)
-        if spec.reference:
+@dataclass
+class Context:
+    """What every part of the stage needs, resolved once from the config."""
+
+    cfg: AttackConfig
+    tcfg: TrainConfig
+    data: DeviceData
+    store: Store
+    recipe: Recipe
+    methods: list[str]
+    hparams: dict[str, dict]
+    seeds: list[int]
+
+
+def check(cfg: AttackConfig) -> None:
+    """Stop with one sentence on a bad config, before anything is loaded or computed."""
+    load_plugins(cfg.plugins)
+    tcfg = unlearn.load_train_config(cfg.train)
+    for m in unlearn.expand_methods(cfg.methods) + unlearn.expand_methods(cfg.ulira_methods or []):
+        if get_method(m).reference:
             raise UserError(f"{m!r} is a reference model; Original and Retrained rows are always included, "
                             f"so drop it from `methods`.")
-    for m in cfg.hp:
-        get_method(m).make_hp(**cfg.hp[m])
-    if cfg.ulira:
-        if cfg.ulira_seed not in cfg.seeds:
-            raise UserError(f"ulira_seed={cfg.ulira_seed} is not among seeds {cfg.seeds}; add it to `seeds`.")
-        if cfg.ulira_statistic not in ul.STATISTICS:
-            raise UserError(f"ulira_statistic={cfg.ulira_statistic!r}; choose one of {', '.join(ul.STATISTICS)}.")
+    for m, hp in cfg.hparams.items():
+        get_method(m).make_hp(**hp)
+    seeds = cfg.seeds if cfg.seeds is not None else tcfg.seeds
+    if cfg.ulira and cfg.ulira_seed not in seeds:
+        raise UserError(f"ulira_seed={cfg.ulira_seed} is not among the seeds {seeds}; add it to `seeds`.")
+    if cfg.ulira_statistic not in ul.STATISTICS:
+        raise UserError(f"ulira_statistic={cfg.ulira_statistic!r}; choose one of {', '.join(ul.STATISTICS)}.")
 
 
-def _hp(cfg: AttackConfig, method: str) -> dict:
-    """The method's full hyperparameters: its defaults updated with the config's."""
-    return asdict(get_method(method).make_hp(**cfg.hp.get(method, {})))
+def context(cfg: AttackConfig) -> Context:
+    """Check the config, then load the train config's data and recipe and the methods' hyperparameters."""
+    check(cfg)
+    tcfg = unlearn.load_train_config(cfg.train, device=cfg.device, store=cfg.store, progress=cfg.progress)
+    hparams = {**unlearn.best_hparams(cfg.best), **cfg.hparams}
+    for m, hp in hparams.items():
+        get_method(m).make_hp(**hp)
+    seeds = list(cfg.seeds if cfg.seeds is not None else tcfg.seeds)
+    methods = unlearn.expand_methods(cfg.methods)
+    return Context(cfg, tcfg, load_data(tcfg), Store(cfg.store), recipe_of(tcfg), methods, hparams, seeds)
 
 
-def _reference_row(store: Store, data: DeviceData, arch: str, seed: int, role: str, recipe: Recipe,
-                   progress: bool) -> tuple[dict, Path]:
-    """Metrics of a reference model (cached); also the path of its losses."""
-    params = {"model": reference_params(data, arch, seed, role, recipe), "version": VERSION}
+def _reference_row(ctx: Context, seed: int) -> tuple[dict, Path]:
+    """Metrics of the Retrained model of `seed` (cached); also the folder holding its losses."""
+    params = {"model": reference_params(ctx.data, ctx.tcfg.arch, seed, "retrain", ctx.recipe),
+              "version": VERSION}
 
     def build(work: Path) -> None:
-        model, meta = get_reference(store, data, arch, seed, role, recipe, progress=progress)
-        row, losses = evaluate(model, data, return_losses=True)
+        model, meta = get_reference(ctx.store, ctx.data, ctx.tcfg.arch, seed, "retrain", ctx.recipe,
+                                    progress=ctx.cfg.progress)
+        row, losses = evaluate(model, ctx.data, return_losses=True)
         np.savez(work / "losses.npz", **losses)
         write_json(work / "row.json", {**row, "train_s": meta["time"]})
 
-    path = store.get_or_compute("attack-metrics", params, build, label=f"{data.info.name}-{arch}-{role}-s{seed}")
+    path = ctx.store.get_or_compute("attack-metrics", params, build,
+                                    label=f"{ctx.data.info.name}-{ctx.tcfg.arch}-retrain-s{seed}")
     return read_json(path / "row.json"), path
 
 
-def method_row(cfg: AttackConfig, data: DeviceData, store: Store, recipe: Recipe, seed: int, method: str
-               ) -> tuple[dict, dict[str, np.ndarray]]:
-    """One tidy row (every spec E metric) and the per-sample losses of `method` on `seed` (cached)."""
-    r_row, r_path = _reference_row(store, data, cfg.arch, seed, "retrain", recipe, cfg.progress)
-    base = {"dataset": cfg.dataset, "arch": cfg.arch, "method": method, "display": get_method(method).display,
+def method_row(ctx: Context, seed: int, method: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """One tidy row (every spec E metric) and the per-sample losses of `method` on `seed` (cached).
+
+    The unlearned model is the unlearn stage's (`get_unlearned`): made once, whichever stage asks first.
+    """
+    data, arch, recipe = ctx.data, ctx.tcfg.arch, ctx.recipe
+    r_row, r_path = _reference_row(ctx, seed)
+    base = {"dataset": data.info.name, "arch": arch, "method": method, "display": get_method(method).display,
             "seed": seed}
     if method == "retrain":
         row = {**r_row, **versus_retrain(r_row, r_row, r_row["train_s"], r_row["train_s"]),
-               "unlearn_s": r_row["train_s"], "dist_norm": 0.0, "dist_l2": 0.0, "dist_scaled": 0.0}
+               "unlearn_s": r_row["train_s"], "dist_norm": 0.0, "dist_l2": 0.0, "dist_scaled": 0.0, "hp": {}}
         path = r_path
     else:
-        hp = {} if method == "original" else _hp(cfg, method)
-        params = {"original": reference_params(data, cfg.arch, seed, "original", recipe),
-                  "retrain": reference_params(data, cfg.arch, seed, "retrain", recipe),
-                  "method": method, "hp": hp, "version": VERSION}
+        hp = {} if method == "original" else asdict(get_method(method).make_hp(**ctx.hparams.get(method, {})))
+        if method == "original":
+            model_key = reference_params(data, arch, seed, "original", recipe)
+        else:
+            hp_obj = get_method(method).make_hp(**hp)
+            model_key = unlearn.unlearned_params(data, arch, seed, recipe, method, hp_obj)
+        params = {"model": model_key, "retrain": reference_params(data, arch, seed, "retrain", recipe),
+                  "version": VERSION}
 
         def build(work: Path) -> None:
-            original, _ = get_reference(store, data, cfg.arch, seed, "original", recipe, progress=cfg.progress)
-            retrained, _ = get_reference(store, data, cfg.arch, seed, "retrain", recipe, progress=cfg.progress)
-            if method == "original":
-                model, seconds = original, math.nan  # nothing to unlearn: no run time, no RTE
-            else:
-                model, seconds = run_method(method, original, data, hp)
+            store, show = ctx.store, ctx.cfg.progress
+            model, meta = unlearn.get_unlearned(store, data, arch, seed, recipe, method, hp, progress=show)
+            retrained, _ = get_reference(store, data, arch, seed, "retrain", recipe, progress=show)
+            seconds = math.nan if method == "original" else meta["time"]  # O unlearns nothing: no RTE
             row, losses = evaluate(model, data, return_losses=True)
             np.savez(work / "losses.npz", **losses)
             write_json(work / "row.json", {**row, **versus_retrain(row, r_row, seconds, r_row["train_s"]),
                                            **model_distances(retrained, model), "unlearn_s": seconds,
                                            "hp": hp})
 
-        path = store.get_or_compute("attack-metrics", params, build,
-                                    label=f"{data.info.name}-{cfg.arch}-{method}-s{seed}")
+        path = ctx.store.get_or_compute("attack-metrics", params, build,
+                                        label=f"{data.info.name}-{arch}-{method}-s{seed}")
         row = read_json(path / "row.json")
     row = {**base, **row, "retrain_s": r_row["train_s"]}
     row.pop("train_s", None)
-    row["hp"] = json.dumps(row.get("hp", {}), sort_keys=True)
+    row["hp"] = json.dumps(row["hp"], sort_keys=True)
     return row, dict(np.load(path / "losses.npz"))
 
 
-def _ulira_targets(cfg: AttackConfig) -> list[str]:
-    return [*ul.REFERENCES, *(cfg.methods if cfg.ulira_methods is None else cfg.ulira_methods)]
-
-
-def ulira_results(cfg: AttackConfig, data: DeviceData | None = None) -> dict[str, ul.UliraResult]:
+def ulira_results(cfg: AttackConfig, ctx: Context | None = None) -> dict[str, ul.UliraResult]:
     """U-LiRA of the Original, the Retrained model and every U-LiRA method (cached in the store)."""
-    _check(cfg)
-    data = data if data is not None else load_data(cfg)
-    recipe = recipe_of(cfg)
+    ctx = ctx or context(cfg)
+    recipe = ctx.recipe
     if cfg.ulira_epochs:
         recipe = Recipe(**{**asdict(recipe), "epochs": cfg.ulira_epochs})
-    splits = ul.make_lira_splits(ul.official_train(data), cfg.ulira_splits, cfg.ulira_forget_sets)
-    shadows = ul.Shadows(Store(cfg.store), data, splits, cfg.arch, cfg.ulira_seed, recipe,
+    splits = ul.make_lira_splits(ul.official_train(ctx.data), cfg.ulira_splits, cfg.ulira_forget_sets)
+    shadows = ul.Shadows(ctx.store, ctx.data, splits, ctx.tcfg.arch, cfg.ulira_seed, recipe,
                          cfg.ulira_share_original, cfg.progress)
-    return {t: ul.attack(shadows, t, None if t in ul.REFERENCES else _hp(cfg, t), statistic=cfg.ulira_statistic)
-            for t in _ulira_targets(cfg)}
+    targets = unlearn.expand_methods(cfg.ulira_methods) if cfg.ulira_methods is not None else ctx.methods
+    return {t: ul.attack(shadows, t, ctx.hparams.get(t), statistic=cfg.ulira_statistic)
+            for t in [*ul.REFERENCES, *targets]}
 
 
 def run(cfg: AttackConfig) -> pd.DataFrame:
-    """The tidy results table: one row per (dataset, arch, method, seed) with every metric (U-LiRA on its seed)."""
-    _check(cfg)
-    data, store, recipe = load_data(cfg), Store(cfg.store), recipe_of(cfg)
-    rows = [method_row(cfg, data, store, recipe, seed, m)[0]
-            for seed in cfg.seeds for m in ["original", "retrain", *cfg.methods]]
+    """The tidy results table: one row per (dataset, arch, method, seed), every metric; U-LiRA on its seed."""
+    ctx = context(cfg)
+    rows = [method_row(ctx, seed, m)[0] for seed in ctx.seeds for m in ["original", "retrain", *ctx.methods]]
     table = pd.DataFrame(rows)
     first = [c for c in COLUMNS if c in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]
     if cfg.ulira:
-        for target, res in ulira_results(cfg, data).items():
+        for target, res in ulira_results(cfg, ctx).items():
             at = (table["method"] == target) & (table["seed"] == cfg.ulira_seed)
             for k in ULIRA_COLUMNS:
                 table.loc[at, f"ulira_{k}"] = res.summary[k]
@@ -170,10 +187,9 @@ def run(cfg: AttackConfig) -> pd.DataFrame:
 
 def losses(cfg: AttackConfig, seed: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Per-sample losses of each model of `seed` (default: the first): method -> split -> losses."""
-    _check(cfg)
-    data, store, recipe = load_data(cfg), Store(cfg.store), recipe_of(cfg)
-    seed = cfg.seeds[0] if seed is None else seed
-    return {m: method_row(cfg, data, store, recipe, seed, m)[1] for m in ["original", "retrain", *cfg.methods]}
+    ctx = context(cfg)
+    seed = ctx.seeds[0] if seed is None else seed
+    return {m: method_row(ctx, seed, m)[1] for m in ["original", "retrain", *ctx.methods]}
 
 
 def plot_loss_histograms(cfg: AttackConfig, seed: int | None = None):
@@ -185,24 +201,27 @@ def plot_loss_histograms(cfg: AttackConfig, seed: int | None = None):
     cols = min(n, 4)
     fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.2 * cols, 2.6 * -(-n // cols)), squeeze=False)
     floor = 1e-6  # losses of perfectly fitted samples underflow to 0; clip them onto the log axis
-    every = np.clip(np.concatenate([ls[k] for ls in per_model.values() for k in ("forget", "test")]), floor, None)
+    every = np.concatenate([ls[k] for ls in per_model.values() for k in ("forget", "test")])
+    every = np.clip(every, floor, None)
     bins = np.logspace(np.log10(every.min()), np.log10(every.max()) + 1e-9, 40)
     for ax, (m, ls) in zip(axes.flat, per_model.items()):
         for split, color in (("forget", "C3"), ("test", "C0")):
-            ax.hist(np.clip(ls[split], floor, None), bins=bins, density=True, alpha=0.5, color=color, label=split)
+            ax.hist(np.clip(ls[split], floor, None), bins=bins, density=True, alpha=0.5, color=color,
+                    label=split)
         ax.set_xscale("log")
         ax.set_title(get_method(m).display)
         ax.set_xlabel("cross-entropy")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend()
-    fig.suptitle(f"{cfg.dataset} / {cfg.arch}, seed {cfg.seeds[0] if seed is None else seed}: forget vs test losses")
+    fig.suptitle(f"{cfg.train}: forget vs test losses" + (f" (seed {seed})" if seed is not None else ""))
     fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
     return fig
 
 
 def plot_roc(cfg: AttackConfig):
-    """U-LiRA ROC curves on log-log axes, with the Original and Retrained references (None if U-LiRA is off)."""
+    """U-LiRA ROC curves on log-log axes, the Original and Retrained as references (None if U-LiRA is off)."""
     if not cfg.ulira:
         return None
     import matplotlib.pyplot as plt
@@ -214,9 +233,10 @@ def plot_roc(cfg: AttackConfig):
                 label=f"{get_method(t).display} (AUC {res.summary['auc']:.3f})")
     ax.plot([1e-5, 1], [1e-5, 1], color="0.7", lw=0.8)
     ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
-           ylabel="true positive rate", title=f"U-LiRA, {cfg.dataset} / {cfg.arch}")
+           ylabel="true positive rate", title=f"U-LiRA ({cfg.train})")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
     return fig
 
 
@@ -226,10 +246,16 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("params", help="a params/attack/*.yaml file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, the value read as YAML (e.g. --set 'methods=[ft]')")
     p.add_argument("--columns", default="method,seed,ra,fa,ta,val_mia,test_mia,indisc,retdev,rte",
                    help="comma-separated columns to print ('all' for every column)")
     args = p.parse_args(argv)
-    cfg = make_config("attack", **(yaml.safe_load(Path(args.params).read_text()) or {}))
+    params = yaml.safe_load(Path(args.params).read_text()) or {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        params[key] = yaml.safe_load(value)
+    cfg = make_config("attack", **params)
     table = run(cfg)
     cols = list(table.columns) if args.columns == "all" else [
         c for c in args.columns.split(",") + [f"ulira_{k}" for k in ULIRA_COLUMNS] if c in table.columns]

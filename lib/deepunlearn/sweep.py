@@ -1,0 +1,213 @@
+"""Spec F hyperparameter search: one NSGA-III study per (dataset, arch, method, seed), four objectives.
+
+Objectives, all minimised, against the Retrained model R of the same seed:
+    f1 = ⅓|RA − RA_R|, f2 = ⅓|FA − FA_R|, f3 = ⅓|VA − VA_R|, f4 = 1 − Indisc(Val MIA).
+A trial that throws scores +inf on all four and the sweep goes on. A study stops at exactly N
+*complete* trials, however many workers share it: each trial first checks that fewer than N
+trials are ahead of it (complete or running), else it is pruned before doing any work. Workers
+send heartbeats; a trial left running by a dead worker is failed after the grace period and
+retried once by whichever worker sees it next. What does not depend on the trial (data, the
+Original model, R's metrics) is computed once per study.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from deepunlearn import metrics
+from deepunlearn.data.loader import DeviceData
+from deepunlearn.methods import SearchContext, get_method, run_method
+from deepunlearn.store import atomic_write_text
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+INF = [math.inf] * 4
+
+
+def study_name(dataset: str, arch: str, method: str, seed: int) -> str:
+    """The study of one (dataset, arch, method, seed)."""
+    return f"{dataset}-{arch}-{method}-s{seed}"
+
+
+def storage_url(storage: str | None, sweep_dir: Path, name: str) -> str:
+    """`storage` if given (e.g. postgresql://…, shared by all workers), else one SQLite file per study."""
+    if storage:
+        return storage
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(sweep_dir / name).as_posix()}.db"
+
+
+def e_max(training_epochs: int) -> int:
+    """Spec D.1: the most unlearning epochs searched, ceil(0.2 × the Original's training epochs)."""
+    return max(1, -(-training_epochs // 5))
+
+
+def open_study(url: str, name: str, seed: int, heartbeat: int = 60, worker: int = 0) -> optuna.Study:
+    """Create or load a study: NSGA-III seeded by the model seed, 4 minimised objectives, heartbeats.
+
+    Worker 0's sampler is seeded with the model seed exactly (spec F); worker k > 0 sharing the
+    study gets seed + 1000·k, else every worker would propose the same first generation.
+    Workers starting together race to create the schema and the study; the loser retries.
+    """
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None)
+            return optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                       sampler=optuna.samplers.NSGAIIISampler(seed=seed + 1000 * worker),
+                                       directions=["minimize"] * 4)
+        except Exception:  # sqlalchemy IntegrityError / optuna DuplicatedStudyError from a concurrent create
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def objectives(u: dict[str, float], r: dict[str, float]) -> list[float]:
+    """Spec F objective10: (⅓|ΔRA|, ⅓|ΔFA|, ⅓|ΔVA|, 1 − Indisc(Val MIA_U))."""
+    return [abs(u["ra"] - r["ra"]) / 3, abs(u["fa"] - r["fa"]) / 3, abs(u["va"] - r["va"]) / 3,
+            1.0 - metrics.indiscernibility(u["val_mia"])]
+
+
+def score(values: list[float]) -> float:
+    """Euclidean distance to the ideal (0, 0, 0, 0): the best-trial criterion of spec F."""
+    return math.sqrt(sum(v * v for v in values))
+
+
+def n_complete(study: optuna.Study) -> int:
+    """Trials that count towards N."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+@dataclass
+class Objective:
+    """The per-trial work of one study; everything trial-independent is passed in, computed once."""
+
+    method: str
+    original: Any  # the Original model of the study's seed (never modified)
+    data: DeviceData
+    r_metrics: dict[str, float]  # R's accuracies (+ Val MIA), computed once per study
+    ctx: SearchContext
+    n_trials: int
+    retrained: Any = None  # only for `recompute_reference`: R itself
+    recompute_reference: bool = False  # re-evaluate R in every trial (to measure what caching saves)
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        study = trial.study
+        ahead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+                 if t.number < trial.number]
+        if len(ahead) >= self.n_trials:  # another worker got there first: do no work, count nothing
+            raise optuna.TrialPruned("study already has N trials complete or running")
+        spec = get_method(self.method)
+        hp = spec.space(trial, self.ctx)
+        t0 = time.perf_counter()
+        try:
+            model, seconds = run_method(self.method, self.original, self.data, hp)
+            u = metrics.evaluate(model, self.data)
+            r = metrics.evaluate(self.retrained, self.data) if self.recompute_reference else self.r_metrics
+            values = objectives(u, r)
+            if not all(np.isfinite(values)):
+                raise FloatingPointError("non-finite objective")
+            trial.set_user_attr("metrics", u)
+        except Exception as e:  # spec F: an exception gives +inf objectives, and the sweep goes on
+            values, seconds = INF, float("nan")
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+        trial.set_user_attr("unlearn_seconds", seconds)
+        trial.set_user_attr("trial_seconds", time.perf_counter() - t0)
+        return values
+
+
+def run_study(study: optuna.Study, objective: Objective, poll: float = 1.0) -> int:
+    """Work on `study` until it has N complete trials; returns how many trials this worker completed."""
+    done_here = 0
+    while n_complete(study) < objective.n_trials:
+        active = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)))
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if active >= objective.n_trials and not waiting:
+            # others are finishing the last trials; if one of them died, its heartbeat goes stale,
+            # fail_stale_trials marks it failed and the retry callback enqueues it again
+            optuna.storages.fail_stale_trials(study)
+            time.sleep(poll)
+            continue
+        before = n_complete(study)
+        study.optimize(objective, n_trials=1, catch=())
+        done_here += n_complete(study) > before
+    return done_here
+
+
+def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The first N complete trials with non-NaN values, in trial order."""
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.values is not None and not any(math.isnan(v) for v in t.values)]
+    return sorted(trials, key=lambda t: t.number)
+
+
+def best_params(studies: list[optuna.Study], method: str, n_trials: int | None = None) -> dict:
+    """Spec F: the minimum-norm trial over the studies (seeds) of one method; integer HPs cast.
+
+    Returns {"params", "score", "values", "study", "trial"}; `params` are the method's fields.
+    """
+    best = None
+    for study in studies:
+        for t in complete_trials(study)[:n_trials]:
+            s = score(t.values)
+            if best is None or s < best[0]:
+                best = (s, study.study_name, t)
+    if best is None:
+        raise ValueError(f"No complete trial in the studies of {method!r}; run the sweep first.")
+    s, name, t = best
+    spec = get_method(method)
+    fixed = spec.space(_Replay(t.params), SearchContext(e_max=10 ** 6))  # adds fixed values (momentum)
+    hp = spec.make_hp(**fixed)
+    return {"params": {k: v for k, v in vars(hp).items()}, "score": s, "values": list(t.values),
+            "study": name, "trial": t.number}
+
+
+class _Replay:
+    """A trial stand-in that answers every suggestion with a recorded value."""
+
+    def __init__(self, params: dict):
+        self.params = params
+
+    def suggest_float(self, name, low, high, log=False):
+        return self.params[name]
+
+    def suggest_int(self, name, low, high):
+        return self.params[name]
+
+    def suggest_categorical(self, name, choices):
+        return self.params[name]
+
+
+def write_best(path: Path, best: dict[str, dict]) -> None:
+    """Write best.yaml atomically: {method: {params, score, values, study, trial}}."""
+    plain = {m: {**b, "params": {k: (v.item() if hasattr(v, "item") else v) for k, v in b["params"].items()}}
+             for m, b in best.items()}
+    atomic_write_text(path, yaml.safe_dump(plain, sort_keys=True))
+
+
+def trials_table(study: optuna.Study):
+    """One row per trial: number, state, four objectives, norm, times and parameters."""
+    import pandas as pd
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        vals = t.values or [math.nan] * 4
+        rows.append({"trial": t.number, "state": t.state.name, "f_ra": vals[0], "f_fa": vals[1], "f_va": vals[2],
+                     "f_mia": vals[3], "score": score(vals) if t.values else math.nan,
+                     "unlearn_s": t.user_attrs.get("unlearn_seconds"), "trial_s": t.user_attrs.get("trial_seconds"),
+                     "error": t.user_attrs.get("error", ""), **{f"hp.{k}": v for k, v in t.params.items()}})
+    return pd.DataFrame(rows)
