@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= demo
+WORKERS ?= 1
 STAMP  := $(VENV)/.setup-done
 
 .DEFAULT_GOAL := help
@@ -27,8 +28,22 @@ $(STAMP): pyproject.toml
 test: setup  ## run the test suite (unit tests + the papermill chain on tiny params)
 	$(PY) -m pytest
 
-demo: setup  ## the whole benchmark on the CPU default (Fashion-MNIST): train, unlearn, attack
-	@$(MAKE) --no-print-directory train CONFIG=demo
+demo: setup  ## the whole benchmark on the CPU default (Fashion-MNIST): train → sweep → unlearn → attack → analyze
+	@$(PY) -m deepunlearn.render train demo
+	@$(PY) -m deepunlearn.render sweep demo-all
+	@$(PY) -m deepunlearn.render unlearn demo-best
+	@$(PY) -m deepunlearn.render attack demo
+	@$(PY) -m deepunlearn.render analyze demo
+
+figures: setup  ## re-render tables, figures and report from stored results (never trains)
+	@$(PY) -m deepunlearn.render analyze $(CONFIG)
+
+paper: setup  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit"
+	@for d in $(or $(DATASETS),mnist fashion_mnist cifar10 cifar100 utkface); do \
+	  for a in $(or $(ARCHS),resnet18 tinyvit); do \
+	    for s in train sweep unlearn attack; do $(PY) -m deepunlearn.render $$s paper-$$d-$$a || exit 1; done; \
+	  done; done
+	@$(PY) -m deepunlearn.render analyze paper
 
 train: setup  ## render notebooks/train.py with params/train/$(CONFIG).yaml
 	@$(PY) -m deepunlearn.render train $(CONFIG)
@@ -38,6 +53,13 @@ unlearn: setup  ## render notebooks/unlearn.py with params/unlearn/$(CONFIG).yam
 
 attack: setup  ## render notebooks/attack.py with params/attack/$(CONFIG).yaml
 	@$(PY) -m deepunlearn.render attack $(CONFIG)
+
+sweep: setup  ## Optuna studies of params/sweep/$(CONFIG).yaml with WORKERS processes (share storage: README)
+	@for i in $$(seq 1 $$(($(WORKERS) - 1))); do $(PY) -m deepunlearn.stages.sweep $(CONFIG) --worker $$i & done; \
+	$(PY) -m deepunlearn.render sweep $(CONFIG); status=$$?; wait; exit $$status
+
+analyze: setup  ## render notebooks/analyze.py with params/analyze/$(CONFIG).yaml
+	@$(PY) -m deepunlearn.render analyze $(CONFIG)
 
 bench: setup  ## training throughput: our loop vs a torchvision DataLoader loop
 	$(PY) bench/train_throughput.py
