@@ -111,6 +111,21 @@ def sleepy(model, data, hp):
 '''
 
 
+def wait_for_running_trial(db: Path, timeout: float = 300) -> None:
+    """Block until the study in `db` has a trial in progress."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                s = optuna.load_study(study_name="digits-tinycnn-ft_sleepy-s0", storage=f"sqlite:///{db}")
+            except KeyError:  # the file exists a moment before the study does
+                s = None
+            if s is not None and s.get_trials(states=(TrialState.RUNNING,)):
+                return
+        time.sleep(0.5)
+    pytest.fail("the victim worker never started a trial")
+
+
 def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
     plugin = tmp_path / "sleepy.py"
     plugin.write_text(SLEEPER)
@@ -119,20 +134,11 @@ def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
             "--set", "heartbeat=1", "--set", f"plugins=[{plugin}]", "--set", "methods=[ft_sleepy]"]
     db = tmp_path / "sweeps" / "kill" / "digits-tinycnn-ft_sleepy-s0.db"
     victim = worker(*sets, env={"DU_SLEEP": "1"})
-    deadline = time.time() + 300
-    while time.time() < deadline:  # wait until the victim is inside its first trial
-        if db.exists():
-            try:
-                s = optuna.load_study(study_name="digits-tinycnn-ft_sleepy-s0", storage=f"sqlite:///{db}")
-            except KeyError:  # the file exists a moment before the study does
-                s = None
-            if s is not None and s.get_trials(states=(TrialState.RUNNING,)):
-                break
-        time.sleep(0.5)
-    else:
-        pytest.fail("the victim worker never started a trial")
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
+    try:
+        wait_for_running_trial(db)
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
     rerun = worker(*sets)
     out = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, out

@@ -206,11 +206,11 @@ def plot_loss_histograms(cfg: AttackConfig, seed: int | None = None):
     bins = np.logspace(np.log10(every.min()), np.log10(every.max()) + 1e-9, 40)
     for ax, (m, ls) in zip(axes.flat, per_model.items()):
         for split, color in (("forget", "C3"), ("test", "C0")):
-            ax.hist(np.clip(ls[split], floor, None), bins=bins, density=True, alpha=0.5, color=color,
-                    label=split)
+            x = np.clip(ls[split], floor, None)  # fractions, not densities: the bins are log-spaced
+            ax.hist(x, bins=bins, weights=np.full(len(x), 1 / len(x)), alpha=0.5, color=color, label=split)
         ax.set_xscale("log")
         ax.set_title(get_method(m).display)
-        ax.set_xlabel("cross-entropy")
+        ax.set(xlabel="cross-entropy", ylabel="fraction of the split")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend()

@@ -1,0 +1,130 @@
+"""Figures of the analysis (seaborn), each saved as PDF and PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; the notebook shows the saved PNGs
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from deepunlearn.ranking import REFERENCES, Ranking, cliques  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def save(fig, folder: Path, name: str) -> Path:
+    """Write `fig` as <folder>/<name>.pdf and .png, close it, and return the PNG's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / f"{name}.pdf", bbox_inches="tight")
+    fig.savefig(folder / f"{name}.png", dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return folder / f"{name}.png"
+
+
+def _pairs(table: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(table[["dataset", "arch"]].drop_duplicates().itertuples(index=False, name=None))
+
+
+def _order(r: Ranking) -> list[str]:
+    """Display names: ranked methods by mean rank, then the failed group."""
+    return [r.displays.get(m, m) for m in r.overall["method"]]
+
+
+def accuracy_gaps(table: pd.DataFrame, r: Ranking):
+    """Per method: RA, FA and TA minus the Retrained model's of the same seed (percentage points, 95% CI)."""
+    ref = table[table["method"] == "retrain"].set_index(["dataset", "arch", "seed"])[["ra", "fa", "ta"]]
+    df = table[table["method"] != "retrain"].join(ref, on=["dataset", "arch", "seed"], rsuffix="_r")
+    long = pd.concat([pd.DataFrame({"dataset": df["dataset"], "arch": df["arch"], "method": df["display"],
+                                    "split": name, "gap": 100 * (df[k] - df[f"{k}_r"])})
+                      for name, k in (("retain", "ra"), ("forget", "fa"), ("test", "ta"))])
+    order = [r.displays["original"]] + _order(r) if "original" in r.displays else _order(r)
+    pairs = _pairs(table)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 0.28 * len(order) + 1.5),
+                             squeeze=False, sharey=True)
+    for ax, (ds, arch) in zip(axes.flat, pairs):
+        sub = long[(long["dataset"] == ds) & (long["arch"] == arch)]
+        sns.barplot(sub, y="method", x="gap", hue="split", order=order, errorbar=("ci", 95), ax=ax,
+                    palette=["C0", "C3", "C2"], err_kws={"linewidth": 0.8})
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set(title=f"{ds} / {arch}", xlabel="accuracy − Retrained (pp)", ylabel="")
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(r: Ranking):
+    """Indiscernibility (Test MIA) against RTE per method, seed means: the privacy / speed trade-off."""
+    m = r.means[~r.means["method"].isin(REFERENCES)].merge(r.failures[["dataset", "arch", "method", "failed"]],
+                                                             on=["dataset", "arch", "method"])
+    m["status"] = np.where(m["failed"], "failed", "ranked")
+    pairs = _pairs(r.means)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.2), squeeze=False)
+    for ax, (ds, arch) in zip(axes.flat, pairs):
+        sub = m[(m["dataset"] == ds) & (m["arch"] == arch)]
+        sns.scatterplot(sub, x="rte", y="indisc", hue="status", style="status", ax=ax, s=45,
+                        hue_order=["ranked", "failed"], palette=["C0", "C3"])
+        for _, row in sub.iterrows():
+            if np.isfinite(row["rte"]) and row["rte"] > 0:
+                ax.annotate(r.displays.get(row["method"], row["method"]), (row["rte"], row["indisc"]),
+                            fontsize=7, xytext=(3, 2), textcoords="offset points")
+        o = r.means[(r.means["dataset"] == ds) & (r.means["arch"] == arch) & (r.means["method"] == "original")]
+        if len(o):
+            ax.axhline(o["indisc"].iloc[0], color="k", ls="--", lw=0.8, label="Original")
+        ax.axvline(1, color="0.5", ls=":", lw=0.8, label="RTE 1 (retraining)")
+        if (sub["rte"] > 0).any():
+            ax.set_xscale("log")
+        ax.set(title=f"{ds} / {arch}", xlabel="RTE = T_R / T_U (log)", ylabel="indiscernibility (Test MIA)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def critical_difference(r: Ranking):
+    """Demšar's critical-difference diagram of the Friedman mean ranks (RetDev), methods joined when within the CD."""
+    f = r.friedman
+    ranks = f.mean_ranks.rename(index=lambda m: r.displays.get(m, m))
+    k = len(ranks)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * k))
+    ax.set_xlim(0.5, max(k, 2) + 0.5)
+    ax.set_ylim(-(k // 2 + 2.5), 2.2)
+    ax.axis("off")
+    ax.hlines(0, 1, max(k, 2), color="k", lw=1)
+    for i in range(1, max(k, 2) + 1):
+        ax.vlines(i, 0, 0.15, color="k", lw=1)
+        ax.text(i, 0.3, str(i), ha="center", va="bottom", fontsize=8)
+    half = (k + 1) // 2
+    for j, (name, v) in enumerate(ranks.items()):
+        left = j < half
+        y = -(j + 1 if left else k - j) * 0.8
+        x_text = 0.6 if left else max(k, 2) + 0.4
+        ax.plot([v, v, x_text], [0, y, y], color="k", lw=0.7)
+        ax.text(x_text + (-0.05 if left else 0.05), y, f"{name} ({v:.2f})", ha="right" if left else "left",
+                va="center", fontsize=8)
+    if np.isfinite(f.cd):
+        ax.plot([1, 1 + f.cd], [1.5, 1.5], color="k", lw=2)
+        ax.text(1 + f.cd / 2, 1.6, f"CD = {f.cd:.2f}", ha="center", va="bottom", fontsize=8)
+        for i, clique in enumerate(cliques(f.mean_ranks, f.cd)):
+            lo, hi = f.mean_ranks[clique[0]], f.mean_ranks[clique[-1]]
+            ax.plot([lo - 0.05, hi + 0.05], [-0.25 - 0.18 * i] * 2, color="C3", lw=3, solid_capstyle="round")
+    title = (f"Friedman χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}, {f.n} blocks, α = {f.alpha}"
+             if np.isfinite(f.statistic) else f"Friedman test needs ≥ 2 blocks and ≥ 3 methods ({f.n}, {k})")
+    ax.set_title(f"Mean rank by RetDev (1 = closest to Retrained). {title}", fontsize=9)
+    return fig
+
+
+def rank_distribution(r: Ranking):
+    """Ranks of each non-failed method over the seeds of every (dataset, arch)."""
+    df = r.seed_ranks.assign(method=lambda d: d["method"].map(lambda m: r.displays.get(m, m)))
+    order = [m for m in _order(r) if m in set(df["method"])]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * max(len(order), 1) + 1.2))
+    if len(df):
+        sns.boxplot(df, y="method", x="rank", order=order, color="0.85", fliersize=0, ax=ax)
+        sns.stripplot(df, y="method", x="rank", order=order, hue="seed", palette="viridis", size=4,
+                      jitter=0.15, ax=ax)
+    ax.set(xlabel="rank per (dataset, arch, seed), by RetDev", ylabel="",
+           title="Rank distribution over seeds (non-failed methods)")
+    return fig

@@ -1,0 +1,307 @@
+"""Ranks and statistics of the results table (DESIGN §8, spec H), and the paper-shaped tables built from them.
+
+Protocol (spec H, [DECIDE]):
+1. per (dataset, arch, method): the seed mean (and a 95% bootstrap CI over seeds) of every metric;
+2. a method *fails* on a (dataset, arch) if its seed-mean RTE <= 1, or its RetDev >= RetDev(Original),
+   or its Indisc <= Indisc(Original);
+3. the non-failed methods are ranked per (dataset, arch) by RetDev (ties: higher Indisc, then higher RTE);
+4. the ranks are averaged over the pairs; a method failing on more than half of the pairs is put in the
+   failed group. Rank distributions over seeds and a Friedman / Nemenyi test complete the picture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+REFERENCES = ("original", "retrain")
+KEYS = ("dataset", "arch", "method")
+METRICS = ("ra", "fa", "va", "ta", "rr", "fr", "tr", "retdev", "val_mia", "test_mia", "indisc", "val_indisc",
+           "rte", "unlearn_s", "retrain_s", "sape_ra", "sape_fa", "sape_ta", "dist_norm", "dist_l2",
+           "dist_scaled", "ulira_auc", "ulira_tpr_at_1pct_fpr", "ulira_tpr_at_01pct_fpr", "ulira_balanced_acc",
+           "ulira_mean_score")
+ORDER = (("retdev", True), ("indisc", False), ("rte", False))  # rank keys; True: lower is better
+
+
+# ---------------------------------------------------------------- means and bootstrap CIs over seeds
+
+def bootstrap_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap CI of the mean of `values` (NaNs dropped; one value: a zero-width CI)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    if len(v) == 1:
+        return float(v[0]), float(v[0]), float(v[0])
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def summarize(table: pd.DataFrame, level: float = 0.95, n_boot: int = 2000) -> pd.DataFrame:
+    """Long table: one row per (dataset, arch, method, metric) with mean, lo, hi and the number of seeds."""
+    metrics = [m for m in METRICS if m in table.columns]
+    rows = []
+    for key, g in table.groupby(list(KEYS), sort=False):
+        for m in metrics:
+            mean, lo, hi = bootstrap_ci(g[m].to_numpy(dtype=float), level, n_boot)
+            rows.append({**dict(zip(KEYS, key)), "metric": m, "mean": mean, "lo": lo, "hi": hi,
+                         "n": int(g[m].notna().sum())})
+    return pd.DataFrame(rows)
+
+
+def seed_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Wide table: one row per (dataset, arch, method), the seed mean of every metric."""
+    metrics = [m for m in METRICS if m in table.columns]
+    out = table.groupby(list(KEYS), sort=False)[metrics].mean().reset_index()
+    if "display" in table.columns:
+        out = out.merge(table[["method", "display"]].drop_duplicates("method"), on="method", how="left")
+    return out
+
+
+# ---------------------------------------------------------------- failures and ranks
+
+def failures(means: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, arch, method) of the non-reference methods: which spec H criteria it fails."""
+    rows = []
+    for (ds, arch), g in means.groupby(["dataset", "arch"], sort=False):
+        o = g[g["method"] == "original"]
+        o_retdev = o["retdev"].iloc[0] if len(o) else math.inf
+        o_indisc = o["indisc"].iloc[0] if len(o) else -math.inf
+        for _, r in g[~g["method"].isin(REFERENCES)].iterrows():
+            # written as "not better" so that a NaN counts as a failure
+            f_rte, f_ret, f_ind = not r["rte"] > 1, not r["retdev"] < o_retdev, not r["indisc"] > o_indisc
+            rows.append({"dataset": ds, "arch": arch, "method": r["method"], "fail_rte": f_rte,
+                         "fail_retdev": f_ret, "fail_indisc": f_ind, "failed": f_rte or f_ret or f_ind})
+    return pd.DataFrame(rows, columns=[*KEYS, "fail_rte", "fail_retdev", "fail_indisc", "failed"])
+
+
+def rank_rows(g: pd.DataFrame) -> pd.Series:
+    """Ranks 1..n of the rows of `g` by RetDev, then Indisc, then RTE; rows equal on all three share a mean rank."""
+    keys = [(g[c] if low else -g[c]).fillna(math.inf).to_numpy() for c, low in ORDER]
+    order = np.lexsort(keys[::-1])  # lexsort sorts by its last key first
+    seq = pd.Series(np.empty(len(g)), index=g.index)
+    seq.iloc[order] = np.arange(1, len(g) + 1, dtype=float)
+    tie = pd.Series(list(zip(*keys)), index=g.index)
+    return seq.groupby(tie).transform("mean")
+
+
+def pair_ranks(means: pd.DataFrame, fails: pd.DataFrame) -> pd.DataFrame:
+    """Rank of each non-failed method per (dataset, arch); NaN for a failed one."""
+    df = fails[[*KEYS, "failed"]].merge(means, on=list(KEYS), how="left")
+    df["rank"] = math.nan
+    ok = ~df["failed"]
+    for _, g in df[ok].groupby(["dataset", "arch"], sort=False):
+        df.loc[g.index, "rank"] = rank_rows(g)
+    return df[[*KEYS, "failed", "rank"]]
+
+
+def overall_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Mean rank over the pairs a method passes, failure counts, and the failed group (fails > half the pairs)."""
+    g = ranks.groupby("method", sort=False)
+    out = pd.DataFrame({"mean_rank": g["rank"].mean(), "ranked_pairs": g["rank"].count(),
+                        "failed_pairs": g["failed"].sum().astype(int), "pairs": g.size()})
+    out["failed_group"] = out["failed_pairs"] > out["pairs"] / 2
+    out = out.reset_index().sort_values(["failed_group", "mean_rank", "failed_pairs", "method"],
+                                        na_position="last")
+    return out.reset_index(drop=True)
+
+
+def seed_ranks(table: pd.DataFrame, fails: pd.DataFrame) -> pd.DataFrame:
+    """Rank distributions: per (dataset, arch, seed), the non-failed methods ranked on that seed's values."""
+    ok = fails.loc[~fails["failed"], list(KEYS)]
+    df = table.merge(ok, on=list(KEYS), how="inner")
+    df["rank"] = math.nan
+    for _, g in df.groupby(["dataset", "arch", "seed"], sort=False):
+        df.loc[g.index, "rank"] = rank_rows(g)
+    return df[["dataset", "arch", "seed", "method", "rank"]]
+
+
+# ---------------------------------------------------------------- Friedman / Nemenyi
+
+def nemenyi_q(k: int, alpha: float = 0.05) -> float:
+    """Critical value q_alpha of the Nemenyi test for k methods (studentized range over sqrt 2, Demšar 2006)."""
+    return float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2))
+
+
+def block_matrix(table: pd.DataFrame, metric: str = "retdev", by: str = "seed",
+                 methods: list[str] | None = None) -> pd.DataFrame:
+    """Blocks x methods matrix of `metric`: blocks are (dataset, arch, seed) rows or (dataset, arch) seed means."""
+    methods = methods or [m for m in table["method"].unique() if m not in REFERENCES]
+    df = table[table["method"].isin(methods)]
+    blocks = ["dataset", "arch", "seed"] if by == "seed" else ["dataset", "arch"]
+    wide = df.pivot_table(index=blocks, columns="method", values=metric, aggfunc="mean")
+    return wide[[m for m in methods if m in wide.columns]].dropna()
+
+
+@dataclass
+class Friedman:
+    """Friedman test and Nemenyi critical difference over blocks x methods (rank 1 = lowest metric)."""
+
+    statistic: float
+    pvalue: float
+    k: int
+    n: int
+    mean_ranks: pd.Series  # method -> mean rank over blocks, ascending
+    q_alpha: float
+    cd: float
+    alpha: float
+
+
+def friedman(matrix: pd.DataFrame, alpha: float = 0.05) -> Friedman:
+    """Friedman chi-square (with scipy's tie correction) and the Nemenyi CD on a blocks x methods matrix."""
+    n, k = matrix.shape
+    r = np.apply_along_axis(stats.rankdata, 1, matrix.to_numpy(dtype=float)) if n else np.zeros((0, k))
+    mean_ranks = pd.Series(r.mean(axis=0) if n else np.full(k, math.nan), index=matrix.columns).sort_values()
+    if n < 2 or k < 3:  # the test needs two blocks and three methods
+        return Friedman(math.nan, math.nan, k, n, mean_ranks, math.nan, math.nan, alpha)
+    ties = sum(((c ** 3 - c).sum() for c in (np.unique(row, return_counts=True)[1] for row in r)))
+    corr = 1 - ties / (n * k * (k * k - 1))
+    stat = (12 * n / (k * (k + 1)) * ((r.mean(axis=0) - (k + 1) / 2) ** 2).sum()) / corr if corr > 0 else 0.0
+    q = nemenyi_q(k, alpha)
+    return Friedman(float(stat), float(stats.chi2.sf(stat, k - 1)), k, n, mean_ranks, q,
+                    q * math.sqrt(k * (k + 1) / (6 * n)), alpha)
+
+
+def cliques(mean_ranks: pd.Series, cd: float) -> list[list[str]]:
+    """Maximal runs of methods (in rank order) whose mean ranks lie within `cd`: not significantly different."""
+    names, vals = list(mean_ranks.index), mean_ranks.to_numpy()
+    runs = []
+    for i in range(len(vals)):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] - vals[i] < cd:
+            j += 1
+        if j > i and not any(a <= i and j <= b for a, b in runs):
+            runs.append((i, j))
+    return [names[a:b + 1] for a, b in runs]
+
+
+# ---------------------------------------------------------------- everything at once
+
+@dataclass
+class Ranking:
+    """All of the analysis of one results table."""
+
+    summary: pd.DataFrame  # long: dataset, arch, method, metric, mean, lo, hi, n
+    means: pd.DataFrame  # wide seed means per (dataset, arch, method)
+    failures: pd.DataFrame
+    ranks: pd.DataFrame  # per (dataset, arch, method)
+    overall: pd.DataFrame  # per method: mean rank, failures, failed group
+    seed_ranks: pd.DataFrame
+    friedman: Friedman
+    displays: dict[str, str]
+
+
+def rank(table: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, alpha: float = 0.05,
+         friedman_by: str = "seed") -> Ranking:
+    """The spec H protocol on a tidy results table, with CIs, rank distributions and Friedman/Nemenyi."""
+    means = seed_means(table)
+    fails = failures(means)
+    ranks = pair_ranks(means, fails)
+    displays = dict(zip(table["method"], table["display"] if "display" in table else table["method"]))
+    return Ranking(summarize(table, level, n_boot), means, fails, ranks, overall_ranks(ranks),
+                   seed_ranks(table, fails), friedman(block_matrix(table, "retdev", friedman_by), alpha), displays)
+
+
+# ---------------------------------------------------------------- tables in the paper's shapes
+
+def cell(r: Ranking, ds: str, arch: str, method: str, metric: str, digits: int = 3, scale: float = 1.0) -> str:
+    """'mean ± half-width of the 95% CI' of one metric, or '–' when absent."""
+    s = r.summary
+    row = s[(s["dataset"] == ds) & (s["arch"] == arch) & (s["method"] == method) & (s["metric"] == metric)]
+    if row.empty or pd.isna(row["mean"].iloc[0]):
+        return "–"
+    mean, lo, hi = (row[c].iloc[0] * scale for c in ("mean", "lo", "hi"))
+    return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}" if hi > lo else f"{mean:.{digits}f}"
+
+
+def _pairs(r: Ranking) -> list[tuple[str, str]]:
+    return list(r.means[["dataset", "arch"]].drop_duplicates().itertuples(index=False, name=None))
+
+
+def _method_order(r: Ranking) -> list[tuple[str, str]]:
+    """(group, method): the references, the ranked methods by mean rank, then the failed group."""
+    out = [("reference", m) for m in REFERENCES if m in set(r.means["method"])]
+    return out + [("failed" if f else "ranked", m) for m, f in zip(r.overall["method"], r.overall["failed_group"])]
+
+
+def _rank_text(r: Ranking, ds: str, arch: str, method: str) -> str:
+    row = r.ranks[(r.ranks["dataset"] == ds) & (r.ranks["arch"] == arch) & (r.ranks["method"] == method)]
+    if row.empty:
+        return ""
+    return "failed" if row["failed"].iloc[0] else f"{row['rank'].iloc[0]:g}"
+
+
+def main_table(r: Ranking) -> pd.DataFrame:
+    """Table 1: RetDev and Indiscernibility (Test MIA) per (dataset, arch) with ranks; mean rank, failures."""
+    pairs = _pairs(r)
+    over = r.overall.set_index("method")
+    rows = []
+    for group, m in _method_order(r):
+        row = {"group": group, "method": r.displays.get(m, m)}
+        for ds, arch in pairs:
+            p = f"{ds}/{arch}"
+            row[f"{p} RetDev"] = cell(r, ds, arch, m, "retdev")
+            row[f"{p} Indisc"] = cell(r, ds, arch, m, "indisc")
+            row[f"{p} rank"] = _rank_text(r, ds, arch, m)
+        row["mean rank"] = f"{over.loc[m, 'mean_rank']:.2f}" if m in over.index and over.loc[m, "ranked_pairs"] else ""
+        row["failed"] = f"{over.loc[m, 'failed_pairs']}/{over.loc[m, 'pairs']}" if m in over.index else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rte_table(r: Ranking) -> pd.DataFrame:
+    """Table 2: run-time efficiency T_R / T_U per (dataset, arch), its geometric mean, and the seconds it comes from."""
+    pairs = _pairs(r)
+    rows = []
+    for group, m in _method_order(r):
+        if m == "original":
+            continue
+        row = {"group": group, "method": r.displays.get(m, m)}
+        for ds, arch in pairs:
+            row[f"{ds}/{arch} RTE"] = cell(r, ds, arch, m, "rte", 1)
+            row[f"{ds}/{arch} seconds"] = cell(r, ds, arch, m, "unlearn_s", 1)
+        vals = r.means.loc[r.means["method"] == m, "rte"].dropna()
+        row["geo. mean RTE"] = f"{math.exp(np.log(vals).mean()):.1f}" if len(vals) and (vals > 0).all() else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+PER_DATASET = (("RA", "ra", 2, 100), ("FA", "fa", 2, 100), ("TA", "ta", 2, 100), ("RR", "rr", 3, 1),
+               ("FR", "fr", 3, 1), ("TR", "tr", 3, 1), ("RetDev", "retdev", 3, 1), ("Indisc", "indisc", 3, 1),
+               ("T-MIA", "test_mia", 3, 1), ("RTE", "rte", 1, 1))
+
+
+def per_dataset_table(r: Ranking, ds: str, arch: str) -> pd.DataFrame:
+    """Table 6: RA, FA, TA (%), RR, FR, TR, RetDev, Indisc, T-MIA, RTE of every method on one (dataset, arch)."""
+    rows = []
+    for group, m in _method_order(r):
+        row = {"group": group, "method": r.displays.get(m, m)}
+        row.update({name: cell(r, ds, arch, m, key, d, s) for name, key, d, s in PER_DATASET})
+        row["rank"] = _rank_text(r, ds, arch, m)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_arch_table(r: Ranking) -> pd.DataFrame:
+    """Table 13: mean rank of each method per architecture (over that architecture's datasets), and overall."""
+    ranks = r.ranks.copy()
+    archs = list(dict.fromkeys(ranks["arch"]))
+    rows = []
+    for group, m in _method_order(r):
+        if group == "reference":
+            continue
+        row = {"group": group, "method": r.displays.get(m, m)}
+        for a in archs:
+            g = ranks[(ranks["method"] == m) & (ranks["arch"] == a)]
+            row[f"{a} mean rank"] = f"{g['rank'].mean():.2f}" if g["rank"].notna().any() else "–"
+            row[f"{a} failed"] = f"{int(g['failed'].sum())}/{len(g)}"
+        g = ranks[ranks["method"] == m]
+        row["all mean rank"] = f"{g['rank'].mean():.2f}" if g["rank"].notna().any() else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,222 @@
+"""Analyze stage: the results table, ranks and statistics (spec H), paper-shaped tables, figures, the HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from deepunlearn import plots, ranking, report, results
+from deepunlearn.errors import UserError
+from deepunlearn.stages import make_config, register_config
+from deepunlearn.stages import attack as attack_stage
+
+STAGES = ("train", "sweep", "unlearn", "attack")  # executed notebooks whose run time the report lists
+
+
+@register_config("analyze")
+@dataclass
+class AnalyzeConfig:
+    """Parameters of notebooks/analyze.py."""
+
+    name: str = "demo"  # names the outputs: <out>/reports/<name>/ and <out>/figures/<name>/
+    attack: list[str] = field(default_factory=lambda: ["demo-best"])  # params/attack/<name>.yaml to collect
+    out: str = "outputs"  # root of the reports/ and figures/ folders
+    figures: str | None = None  # tables and figures folder; None: <out>/figures/<name> (paper: figures)
+    from_results: bool = False  # True: reuse <out>/reports/<name>/results.parquet, asking the store nothing
+    level: float = 0.95  # bootstrap confidence level
+    n_boot: int = 2000  # bootstrap resamples
+    alpha: float = 0.05  # Nemenyi significance level
+    friedman_by: str = "seed"  # Friedman blocks: "seed" (dataset, arch, seed) or "pair" (dataset, arch)
+    loss_seed: int | None = None  # seed of the MIA loss histograms; None: each config's first
+    nb: str = "outputs/nb"  # executed stage notebooks whose papermill run times the report lists
+    device: str | None = None  # None: each attack config's own device
+    store: str = "outputs/store"
+    progress: bool = True
+
+
+@dataclass
+class Analysis:
+    """What the analysis has produced so far; each step fills a part and records its time."""
+
+    cfg: AnalyzeConfig
+    attack_cfgs: list
+    table: pd.DataFrame | None = None
+    ranking: ranking.Ranking | None = None
+    tables: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
+    figures: dict[str, tuple[str, Path]] = field(default_factory=dict)
+    report: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.cfg.out) / "reports" / self.cfg.name
+
+    @property
+    def figures_dir(self) -> Path:
+        return Path(self.cfg.figures) if self.cfg.figures else Path(self.cfg.out) / "figures" / self.cfg.name
+
+
+def check(cfg: AnalyzeConfig) -> None:
+    """Stop with one sentence on a bad config, before anything is read."""
+    if cfg.friedman_by not in ("seed", "pair"):
+        raise UserError(f"friedman_by={cfg.friedman_by!r}; choose 'seed' or 'pair'.")
+    if not 0 < cfg.level < 1 or not 0 < cfg.alpha < 1:
+        raise UserError("level and alpha must lie strictly between 0 and 1.")
+    if not cfg.attack:
+        raise UserError("`attack` is empty; list the params/attack/<name>.yaml configs to analyse.")
+
+
+def start(cfg: AnalyzeConfig) -> Analysis:
+    """Check the config and resolve its attack configs (with this stage's store and progress)."""
+    check(cfg)
+    over = {"store": cfg.store, "progress": cfg.progress, **({"device": cfg.device} if cfg.device else {})}
+    return Analysis(cfg, [results.attack_config(n, **over) for n in cfg.attack])
+
+
+def _timed(a: Analysis, step: str, t0: float) -> None:
+    a.timings[f"analyze: {step}"] = time.time() - t0
+
+
+def collect(a: Analysis) -> pd.DataFrame:
+    """The tidy results table of every attack config, saved as CSV and parquet beside the report."""
+    t0 = time.time()
+    a.table = results.load(a.report_dir) if a.cfg.from_results else results.collect(a.attack_cfgs, a.cfg.progress)
+    results.save(a.table, a.report_dir)
+    _timed(a, "collect", t0)
+    return a.table
+
+
+def rank(a: Analysis) -> pd.DataFrame:
+    """Spec H ranking with CIs, rank distributions and Friedman/Nemenyi; returns the per-method overall ranks."""
+    t0 = time.time()
+    a.ranking = ranking.rank(a.table, a.cfg.level, a.cfg.n_boot, a.cfg.alpha, a.cfg.friedman_by)
+    a.ranking.summary.to_csv(a.report_dir / "summary.csv", index=False)
+    _timed(a, "rank", t0)
+    return a.ranking.overall
+
+
+def write_tables(a: Analysis) -> pd.DataFrame:
+    """The paper's tables as Markdown and LaTeX in the figures folder; returns the main table."""
+    t0 = time.time()
+    r, pct = a.ranking, int(round(100 * a.cfg.level))
+    a.tables = {"main": (f"Main results: RetDev and indiscernibility (Test MIA), mean ± half-width of the {pct}% "
+                         "bootstrap CI over seeds; rank per (dataset, arch) among the non-failed methods",
+                         ranking.main_table(r)),
+                "rte": ("Run-time efficiency RTE = T_R / T_U and the unlearning time in seconds", ranking.rte_table(r)),
+                "per-arch": ("Mean rank per architecture (over its datasets) and failures", ranking.per_arch_table(r))}
+    for ds, arch in r.means[["dataset", "arch"]].drop_duplicates().itertuples(index=False, name=None):
+        a.tables[f"per-dataset-{ds}-{arch}"] = (
+            f"{ds} / {arch}: accuracies (%), retention ratios, RetDev, indiscernibility, Test MIA and RTE",
+            ranking.per_dataset_table(r, ds, arch))
+    for name, (caption, df) in a.tables.items():
+        report.write_table(df, a.figures_dir, name, caption)
+    _timed(a, "tables", t0)
+    return a.tables["main"][1]
+
+
+def draw(a: Analysis) -> list[str]:
+    """Every figure as PDF and PNG in the figures folder; returns their names."""
+    t0 = time.time()
+    r, folder = a.ranking, a.figures_dir
+    made = {"gaps": ("Accuracy gaps to the Retrained model (95% CI over seeds)", plots.accuracy_gaps(a.table, r)),
+            "tradeoff": ("Indiscernibility vs run-time efficiency", plots.tradeoff(r)),
+            "critical-difference": ("Critical-difference diagram (Friedman / Nemenyi on RetDev)",
+                                    plots.critical_difference(r)),
+            "rank-distribution": ("Rank distribution over seeds", plots.rank_distribution(r))}
+    for name, acfg in zip(a.cfg.attack, a.attack_cfgs):
+        made[f"mia-losses-{name}"] = (f"Forget vs test losses ({name})",
+                                      attack_stage.plot_loss_histograms(acfg, a.cfg.loss_seed))
+        if acfg.ulira:
+            made[f"ulira-roc-{name}"] = (f"U-LiRA ROC ({name})", attack_stage.plot_roc(acfg))
+    a.figures = {name: (caption, plots.save(fig, folder, name)) for name, (caption, fig) in made.items()}
+    _timed(a, "figures", t0)
+    return list(a.figures)
+
+
+def show(a: Analysis, name: str):
+    """One saved figure, for display in the notebook."""
+    from IPython.display import Image
+
+    if name not in a.figures:
+        raise UserError(f"No figure {name!r}; the figures are {', '.join(a.figures)}.")
+    return Image(filename=str(a.figures[name][1]))
+
+
+def stage_timings(cfg: AnalyzeConfig, attack_cfgs: list) -> dict[str, float]:
+    """Run times papermill recorded in the executed notebooks of this analysis's configs."""
+    names = {cfg.name, *cfg.attack, *(c.train for c in attack_cfgs), *(c.best for c in attack_cfgs if c.best)}
+    out = {}
+    for stage in STAGES:
+        for name in sorted(names):
+            path = Path(cfg.nb) / stage / f"{name}.ipynb"
+            if path.is_file():
+                meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+                if meta.get("duration") is not None:
+                    out[f"{stage}: {name}"] = float(meta["duration"])
+    return out
+
+
+def summary_html(a: Analysis) -> str:
+    """The report's opening paragraph: what was analysed, the leaders, the failed group, the Friedman test."""
+    r, t = a.ranking, a.table
+    over = r.overall
+    ranked = [r.displays.get(m, m) for m in over.loc[~over["failed_group"], "method"]]
+    failed = [r.displays.get(m, m) for m in over.loc[over["failed_group"], "method"]]
+    pairs = ", ".join(f"{d}/{ar}" for d, ar in t[["dataset", "arch"]].drop_duplicates().itertuples(index=False))
+    f = r.friedman
+    fr = (f"Friedman test on RetDev over {f.n} blocks: χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}; "
+          f"Nemenyi CD = {f.cd:.2f} ranks at α = {f.alpha}." if f.n >= 2 and f.k >= 3 else "Too few blocks for a Friedman test.")
+    return (f"<p>{len(over)} methods on {pairs}, seeds {sorted(t['seed'].unique().tolist())}. "
+            f"A method fails on a (dataset, arch) if its seed-mean RTE ≤ 1, its RetDev ≥ the Original's, or its "
+            f"indiscernibility ≤ the Original's; the others are ranked by RetDev (ties: indiscernibility, RTE) and "
+            f"the ranks averaged over pairs.</p><p><b>Ranked, best first:</b> {html.escape(', '.join(ranked) or 'none')}."
+            f"</p><p><b>Failed group:</b> {html.escape(', '.join(failed) or 'none')}.</p><p>{html.escape(fr)}</p>")
+
+
+def write_report(a: Analysis) -> Path:
+    """The self-contained HTML report at <out>/reports/<name>/index.html."""
+    timings = {**stage_timings(a.cfg, a.attack_cfgs), **a.timings}
+    config = {"analyze": asdict(a.cfg), "attack": {n: asdict(c) for n, c in zip(a.cfg.attack, a.attack_cfgs)}}
+    a.report = report.write_report(a.report_dir / "index.html", f"Deep Unlearn: {a.cfg.name}", summary_html(a),
+                                   a.tables, a.figures, config, timings, report.environment())
+    return a.report
+
+
+def run(cfg: AnalyzeConfig) -> Analysis:
+    """Every step: collect, rank, tables, figures, report."""
+    a = start(cfg)
+    collect(a)
+    rank(a)
+    write_tables(a)
+    draw(a)
+    write_report(a)
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m deepunlearn.stages.analyze params/analyze/demo.yaml`: run the stage, print the main table."""
+    import yaml
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("params", help="a params/analyze/*.yaml file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, the value read as YAML (e.g. --set from_results=true)")
+    args = p.parse_args(argv)
+    params = yaml.safe_load(Path(args.params).read_text()) or {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        params[key] = yaml.safe_load(value)
+    a = run(make_config("analyze", **params))
+    print(report.to_markdown(a.tables["main"][1]))
+    print(f"report: {a.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Analyze: ranks, tables, figures and the report
+# The attack stage's rows of every listed config are gathered into one tidy results table (CSV and
+# parquet), then ranked by the spec H protocol: a method **fails** on a (dataset, arch) if its
+# seed-mean RTE is at most 1, or its RetDev is no better than the Original's, or its
+# indiscernibility (Test MIA) is no better than the Original's; the other methods are ranked by
+# RetDev (ties: indiscernibility, then RTE) and the ranks averaged over the pairs. Every metric gets a
+# seed mean and a 95% bootstrap CI; a Friedman test and Nemenyi critical difference say which rank
+# gaps are significant. The paper's tables are written as Markdown and LaTeX, the figures as PDF and
+# PNG, and everything goes into one self-contained HTML report.
+
+# %% tags=["parameters"]
+name = "demo"  # names the outputs: <out>/reports/<name>/ and <out>/figures/<name>/
+attack = ["demo-best"]  # params/attack/<name>.yaml configs whose results are collected
+out = "outputs"  # root of the reports/ and figures/ folders
+figures = None  # folder for tables and figures; None: <out>/figures/<name> (only the paper writes figures/)
+from_results = False  # True: reuse the saved results.parquet and ask the store nothing
+level = 0.95  # bootstrap confidence level of every CI
+n_boot = 2000  # bootstrap resamples
+alpha = 0.05  # significance level of the Nemenyi critical difference
+friedman_by = "seed"  # Friedman blocks: "seed" (each dataset, arch, seed) or "pair" (seed means)
+loss_seed = None  # seed of the MIA loss histograms; None: each attack config's first seed
+nb = "outputs/nb"  # executed stage notebooks whose papermill run times the report lists
+device = None  # None: each attack config's own device; else "cpu" or "cuda"
+store = "outputs/store"  # content-addressed artifact store
+progress = True  # print a line per collected config
+
+# %%
+import deepunlearn.stages as stages
+from deepunlearn.stages import analyze
+
+# %%
+cfg = stages.stage_config("analyze", globals())
+
+# %%
+a = analyze.start(cfg)
+
+# %%
+table = analyze.collect(a)
+
+# %% [markdown]
+# The tidy results table: one row per (dataset, arch, method, seed) with every metric.
+
+# %%
+table
+
+# %%
+overall = analyze.rank(a)
+
+# %% [markdown]
+# Mean rank over the (dataset, arch) pairs a method passes, how often it failed, and the failed group
+# (a method failing on more than half of the pairs).
+
+# %%
+overall
+
+# %%
+main = analyze.write_tables(a)
+
+# %% [markdown]
+# The main table: RetDev (0 = the Retrained model's accuracies) and indiscernibility (1 = a Test MIA
+# at chance), mean ± half the CI width, with the rank per pair.
+
+# %%
+main
+
+# %%
+names = analyze.draw(a)
+
+# %% [markdown]
+# Accuracy gaps to the Retrained model: a good method sits near 0 on all three splits.
+
+# %%
+analyze.show(a, "gaps")
+
+# %% [markdown]
+# The trade-off: indiscernibility against RTE (log); up and to the right is better.
+
+# %%
+analyze.show(a, "tradeoff")
+
+# %% [markdown]
+# Critical-difference diagram: methods joined by a red bar are not significantly different.
+
+# %%
+analyze.show(a, "critical-difference")
+
+# %%
+analyze.show(a, "rank-distribution")
+
+# %%
+report = analyze.write_report(a)
+
+# %%
+report
