@@ -21,8 +21,11 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist || echo "note: dataset-fashion-mnist not installed"; fi
+	@# Debian's real Fashion-MNIST (the demo's data) and a PostgreSQL server (the multi-worker sweep test)
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	   { [ ! -d /usr/share/datasets/fashion-mnist ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist postgresql \
+		|| echo "note: could not install dataset-fashion-mnist / postgresql"; fi
 	touch $(STAMP)
 
 test: setup  ## run the test suite (unit tests + the papermill chain on tiny params)

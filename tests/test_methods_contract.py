@@ -14,6 +14,9 @@ PAPER_IDS = ["ft", "ga", "srl", "ngplus", "bt", "scrub", "salun", "ff", "iu", "c
 
 # Small but real hyperparameters so every method does its work on tiny data in about a second.
 TINY_HP = {"epochs": 1, "batch_size": 16}
+# FF's default alpha = 0.2 (the reference's) puts noise of std ~14 on weights whose Fisher is tiny,
+# which turns a two-epoch model's logits to inf; the search picks small alphas.
+HP_OVERRIDES = {"ff": {"alpha": 1e-6}}
 
 
 def tiny_hp(name: str) -> dict:
@@ -25,7 +28,7 @@ def tiny_hp(name: str) -> dict:
             hp[k] = 16
         if k.endswith("epochs") and k != "epochs":
             hp[k] = 1
-    return hp
+    return {**hp, **HP_OVERRIDES.get(name, {})}
 
 
 def test_registry_lists_all_paper_methods_and_references():
@@ -55,3 +58,12 @@ def test_contract(name, arch, originals, tiny_data):
     # bit-identical under the same seed on CPU
     u2, _ = run_method(name, original, tiny_data, hp)
     assert same_weights(u1, u2), f"{name} is not deterministic under the run seed"
+
+
+def test_docs_describe_every_method_and_the_fixed_bugs():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text()
+    for name in list_methods():
+        assert f"| `{name}` | {get_method(name).display} |" in text, f"docs/methods.md lacks {name}"
+    assert "SalUn | mask gradients accumulate" in text and "SCRUB | when the Original" in text

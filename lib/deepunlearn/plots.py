@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; the notebook shows the saved PNGs
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from deepunlearn.ranking import REFERENCES, Ranking, cliques  # noqa: E402
+from deepunlearn.ranking import REFERENCES, Ranking, cliques
 
 sns.set_theme(style="whitegrid", context="paper")
 
@@ -37,8 +37,8 @@ def _order(r: Ranking) -> list[str]:
 
 def accuracy_gaps(table: pd.DataFrame, r: Ranking):
     """Per method: RA, FA and TA minus the Retrained model's of the same seed (percentage points, 95% CI)."""
-    ref = table[table["method"] == "retrain"].set_index(["dataset", "arch", "seed"])[["ra", "fa", "ta"]]
-    df = table[table["method"] != "retrain"].join(ref, on=["dataset", "arch", "seed"], rsuffix="_r")
+    ref = table.loc[table["method"] == "retrain", ["dataset", "arch", "seed", "ra", "fa", "ta"]]
+    df = table[table["method"] != "retrain"].merge(ref, on=["dataset", "arch", "seed"], suffixes=("", "_r"))
     long = pd.concat([pd.DataFrame({"dataset": df["dataset"], "arch": df["arch"], "method": df["display"],
                                     "split": name, "gap": 100 * (df[k] - df[f"{k}_r"])})
                       for name, k in (("retain", "ra"), ("forget", "fa"), ("test", "ta"))])

@@ -160,7 +160,7 @@ def friedman(matrix: pd.DataFrame, alpha: float = 0.05) -> Friedman:
     mean_ranks = pd.Series(r.mean(axis=0) if n else np.full(k, math.nan), index=matrix.columns).sort_values()
     if n < 2 or k < 3:  # the test needs two blocks and three methods
         return Friedman(math.nan, math.nan, k, n, mean_ranks, math.nan, math.nan, alpha)
-    ties = sum(((c ** 3 - c).sum() for c in (np.unique(row, return_counts=True)[1] for row in r)))
+    ties = sum((c ** 3 - c).sum() for c in (np.unique(row, return_counts=True)[1] for row in r))
     corr = 1 - ties / (n * k * (k * k - 1))
     stat = (12 * n / (k * (k + 1)) * ((r.mean(axis=0) - (k + 1) / 2) ** 2).sum()) / corr if corr > 0 else 0.0
     q = nemenyi_q(k, alpha)

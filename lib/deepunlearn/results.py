@@ -8,8 +8,8 @@ import pandas as pd
 import yaml
 
 from deepunlearn.errors import UserError
-from deepunlearn.stages import make_config
 from deepunlearn.stages import attack as attack_stage
+from deepunlearn.stages import make_config
 
 KEYS = ("dataset", "arch", "method", "seed")
 
@@ -47,13 +47,19 @@ def save(table: pd.DataFrame, folder: Path, name: str = "results") -> dict[str, 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"csv": folder / f"{name}.csv", "parquet": folder / f"{name}.parquet"}
     table.to_csv(paths["csv"], index=False)
-    table.to_parquet(paths["parquet"], index=False)
+    try:
+        table.to_parquet(paths["parquet"], index=False)
+    except ImportError:  # pyarrow is a dev extra; the CSV alone is still the whole table
+        print(f"note: pyarrow is not installed, so only {paths['csv']} was written", flush=True)
+        del paths["parquet"]
     return paths
 
 
 def load(folder: Path, name: str = "results") -> pd.DataFrame:
     """Read a table written by `save` (parquet keeps the dtypes)."""
     path = folder / f"{name}.parquet"
-    if not path.is_file():
-        raise UserError(f"No results table at {path}; run the analyze stage once with the models in the store.")
-    return pd.read_parquet(path)
+    if path.is_file():
+        return pd.read_parquet(path)
+    if (folder / f"{name}.csv").is_file():
+        return pd.read_csv(folder / f"{name}.csv")
+    raise UserError(f"No results table at {path}; run the analyze stage once with from_results=False.")

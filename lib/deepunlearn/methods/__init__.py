@@ -13,14 +13,18 @@ __all__ = ["MethodSpec", "SearchContext", "create_method", "get_method", "list_m
            "run_method", "load_builtin_methods", "load_plugins"]
 
 
+PAPER_ORDER = ["ft", "ga", "srl", "ngplus", "bt", "scrub", "salun", "ff", "iu", "cfk", "euk", "fcs", "msg", "cfw",
+               "prmq", "ct", "kde", "rni", "references"]
+
+
 def load_builtin_methods() -> None:
-    """Import every built-in method file so they register themselves."""
+    """Import every built-in method file so they register themselves (in the paper's order)."""
     import importlib
     import pkgutil
 
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in ("base", "space"):
-            importlib.import_module(f"{__name__}.{mod.name}")
+    others = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in PAPER_ORDER + ["base", "space"])
+    for name in PAPER_ORDER + others:
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def load_plugins(paths: list[str]) -> None:

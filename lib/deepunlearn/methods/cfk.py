@@ -10,7 +10,7 @@ from torch import nn
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
 from deepunlearn.methods.base import register_method, rng
-from deepunlearn.models import blocks, classifier
+from deepunlearn.models import blocks, classifier, eval_for_training
 from deepunlearn.training import forward, sgd
 
 
@@ -60,13 +60,11 @@ def finetune_last_k(model: nn.Module, data: DeviceData, hp: CFKParams, parts: li
     theta0 = [p.detach().clone() for p in trainable]
     opt = sgd(trainable, hp.lr, momentum=0.0, weight_decay=0.0)
     g = rng(data)
+    eval_for_training(model)  # frozen BN statistics; TinyViT's attention biases constant, as the reference
     for epoch in range(hp.epochs):
         for group in opt.param_groups:
             group["lr"] = decayed_lr(hp.lr, hp.sgda_decay_rate, epoch, hp.epochs)
         for x, y in data.batches("retain", hp.batch_size, shuffle=True, augment=augment, generator=g):
-            # eval mode re-entered per step: it drops timm TinyViT's eval-mode attention-bias cache,
-            # which would belong to the previous (freed) graph and hold pre-step values
-            model.eval()
             l2 = sum((p - p0).pow(2).sum() for p, p0 in zip(trainable, theta0))
             loss = F.cross_entropy(forward(model, x), y) + hp.sgda_weight_decay / 2 * l2
             opt.zero_grad(set_to_none=True)

@@ -11,6 +11,7 @@ from torch import nn
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
 from deepunlearn.methods.base import register_method
+from deepunlearn.models import eval_for_training
 from deepunlearn.training import forward
 
 
@@ -33,8 +34,8 @@ def fisher_diagonal(model: nn.Module, data: DeviceData, batch_size: int) -> list
     params = [p for p in model.parameters() if p.requires_grad]
     acc = [torch.zeros_like(p) for p in params]
     n_batches = 0
+    eval_for_training(model)  # eval mode; TinyViT's attention biases constant, as the reference
     for x, _ in data.batches("retain", batch_size):
-        model.eval()  # per forward: drops timm TinyViT's eval-mode attention-bias cache (an old graph)
         logits = forward(model, x)
         prob = logits.detach().softmax(1).mean(0)  # mean_batch p(y|x), one weight per class
         for y in range(logits.shape[1]):

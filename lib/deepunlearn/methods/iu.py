@@ -11,6 +11,7 @@ from torch import nn
 from deepunlearn.data.loader import DeviceData, Split
 from deepunlearn.methods import space
 from deepunlearn.methods.base import register_method
+from deepunlearn.models import eval_for_training
 from deepunlearn.training import forward
 
 WOODFISHER_N = 1000  # the reference's N; it also stops after sample index N + 1 (~1,002 samples)
@@ -28,7 +29,7 @@ def iu_space(trial, ctx) -> dict:
 
 
 def _flat_grad(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    model.eval()  # per forward: drops timm TinyViT's eval-mode attention-bias cache (an old, freed graph)
+    eval_for_training(model)  # eval mode; TinyViT's attention biases constant, as the reference
     grads = torch.autograd.grad(F.cross_entropy(forward(model, x), y), params, materialize_grads=True)
     return torch.cat([g.reshape(-1) for g in grads])
 

@@ -13,8 +13,8 @@ import pandas as pd
 
 from deepunlearn import plots, ranking, report, results
 from deepunlearn.errors import UserError
-from deepunlearn.stages import make_config, register_config
 from deepunlearn.stages import attack as attack_stage
+from deepunlearn.stages import make_config, register_config
 
 STAGES = ("train", "sweep", "unlearn", "attack")  # executed notebooks whose run time the report lists
 
@@ -104,10 +104,10 @@ def rank(a: Analysis) -> pd.DataFrame:
 def write_tables(a: Analysis) -> pd.DataFrame:
     """The paper's tables as Markdown and LaTeX in the figures folder; returns the main table."""
     t0 = time.time()
-    r, pct = a.ranking, int(round(100 * a.cfg.level))
-    a.tables = {"main": (f"Main results: RetDev and indiscernibility (Test MIA), mean ± half-width of the {pct}% "
-                         "bootstrap CI over seeds; rank per (dataset, arch) among the non-failed methods",
-                         ranking.main_table(r)),
+    r, pct = a.ranking, round(100 * a.cfg.level)
+    main = (f"Main results: RetDev and indiscernibility (Test MIA), mean ± half-width of the {pct}% bootstrap CI "
+            "over seeds; rank per (dataset, arch) among the non-failed methods")
+    a.tables = {"main": (main, ranking.main_table(r)),
                 "rte": ("Run-time efficiency RTE = T_R / T_U and the unlearning time in seconds", ranking.rte_table(r)),
                 "per-arch": ("Mean rank per architecture (over its datasets) and failures", ranking.per_arch_table(r))}
     for ds, arch in r.means[["dataset", "arch"]].drop_duplicates().itertuples(index=False, name=None):
