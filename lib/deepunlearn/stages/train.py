@@ -55,5 +55,7 @@ def run(cfg: TrainConfig) -> pd.DataFrame:
     for seed in cfg.seeds:
         for role in ("original", "retrain"):
             _, meta = get_reference(store, data, cfg.arch, seed, role, recipe, progress=cfg.progress)
-            rows.append({"seed": seed, "model": role, **meta["accuracy"], "train_s": round(meta["time"], 2)})
+            acc = meta["accuracy"]  # stored with sorted keys: put the splits back in their usual order
+            rows.append({"seed": seed, "model": role, **{k: acc[k] for k in ("retain", "forget", "val", "test")},
+                         "train_s": round(meta["time"], 2)})
     return pd.DataFrame(rows)
