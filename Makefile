@@ -38,8 +38,8 @@ demo: setup  ## the whole benchmark on the CPU default (Fashion-MNIST): train â†
 	@$(PY) -m deepunlearn.render attack demo
 	@$(PY) -m deepunlearn.render analyze demo
 
-figures: setup  ## re-render tables, figures and report from stored results (never trains)
-	@$(PY) -m deepunlearn.render analyze $(CONFIG)
+figures: setup  ## re-render tables, figures and report from the saved results table (never trains)
+	@$(PY) -m deepunlearn.stages.analyze params/analyze/$(CONFIG).yaml --set from_results=true
 
 paper: setup  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit"
 	@for d in $(or $(DATASETS),mnist fashion_mnist cifar10 cifar100 utkface); do \
