@@ -69,7 +69,7 @@ def our_loop(model, data, batch_size, epochs):
     """Images/s of deepunlearn's loop: uint8 data on the device, batched augmentation."""
     opt = sgd(model, 0.01)
     g = make_generator(data.device, 0)
-    batches = lambda: data.batches("retain", batch_size, shuffle=True, augment=True, generator=g)  # noqa: E731
+    batches = lambda: data.batches("retain", batch_size, shuffle=True, augment=True, generator=g)
     train_epoch(model, opt, batches())  # warm-up
     with Timer(data.device) as t:
         for _ in range(epochs):

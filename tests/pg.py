@@ -8,9 +8,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 def pg_bin(name: str) -> str | None:
@@ -41,5 +41,6 @@ def postgres_server() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(as_user + [pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(as_user + [pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True,
+                       check=False)
         shutil.rmtree(tmp, ignore_errors=True)

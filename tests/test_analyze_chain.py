@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import deepunlearn.stages.analyze  # noqa: F401  (registers the analyze config)
 import pandas as pd
+
+import deepunlearn.stages.analyze  # noqa: F401  (registers the analyze config)
 from deepunlearn.render import render
 
 ROOT = Path(__file__).resolve().parents[1]

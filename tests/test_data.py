@@ -104,12 +104,12 @@ def test_utkface_reader(tmp_path):
     images, labels, n_train = info.read(found)
     assert images.shape == (10, 224, 224, 3) and n_train == 8
     # labels follow the file each image came from: age group min(age // 20, 4)
-    by_red = {int(round(img[..., 0].mean() / 20)): int(lab) for img, lab in zip(images, labels)}
+    by_red = {round(img[..., 0].mean() / 20): int(lab) for img, lab in zip(images, labels)}
     assert by_red == {i: min(a // 20, 4) for i, a in enumerate(ages)}
     # spec A.1: sorted names permuted with default_rng(123); the first 20% are the test set
     names = sorted(p.name for p in folder.iterdir())
     test_names = {names[i] for i in np.random.default_rng(123).permutation(10)[:2]}
-    test_reds = {int(round(img[..., 0].mean() / 20)) for img in images[8:]}
+    test_reds = {round(img[..., 0].mean() / 20) for img in images[8:]}
     assert test_reds == {int(n.split("_")[3].split(".")[0][-1]) for n in test_names}
 
 

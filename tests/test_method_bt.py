@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+
 from conftest import same_weights
 from deepunlearn.methods import run_method
 from deepunlearn.methods.bt import bt_loss, bt_targets, incompetent_teacher

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+
 from conftest import same_weights
 from deepunlearn.methods import run_method
 from deepunlearn.models import create_model

@@ -13,7 +13,6 @@ from deepunlearn.methods.kde import kl_soft, retain_loss
 from deepunlearn.models import create_model
 from deepunlearn.training import predict
 
-
 NO_TRAIN = {"epochs": 0, "retain_epochs": 0, "batch_size": 16}
 
 

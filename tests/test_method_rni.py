@@ -10,7 +10,6 @@ from deepunlearn.methods import run_method
 from deepunlearn.methods.rni import LAYER_SELECT, is_bn
 from deepunlearn.models import create_model
 
-
 BASE = {"batch_size": 8, "fine_epochs": 0, "reset_epochs": 1, "noise_ratio": 1.0}
 
 

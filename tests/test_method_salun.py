@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+
 from conftest import clone_state, train_tiny
 from deepunlearn.data.loader import make_generator
 from deepunlearn.methods import run_method

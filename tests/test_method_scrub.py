@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 
-import deepunlearn.methods.scrub as scrub_mod
 import pytest
 import torch
 import torch.nn.functional as F
+
+import deepunlearn.methods.scrub as scrub_mod
 from conftest import same_weights
 from deepunlearn.methods import run_method
 from deepunlearn.methods.scrub import (

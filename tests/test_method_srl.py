@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import torch
+
 from conftest import same_weights, train_tiny
 from deepunlearn.data.loader import make_generator
 from deepunlearn.methods import run_method

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
+
 from deepunlearn import ranking
 from deepunlearn.report import to_latex, to_markdown
-from scipy import stats
 
 # per pair: method -> (retdev, indisc, rte) seed means; the two seeds sit at mean ± 0.01 (rte ± 0.1)
 PAIR_A = {"original": (1.0, 0.5, math.nan), "retrain": (0.0, 0.95, 1.0),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import pandas as pd
-from deepunlearn import plots, ranking, report, results
 from test_ranking import PAIR_A, PAIR_B, make_table
+
+from deepunlearn import plots, ranking, report, results
 
 
 def test_figures_render_as_pdf_and_png(tmp_path):

@@ -16,7 +16,6 @@ from deepunlearn.methods import base
 from deepunlearn.store import Store
 from deepunlearn.training import Recipe, sgd, train_epoch
 
-
 # --- splits and statistic -----------------------------------------------------------------------------
 
 def test_splits_follow_spec_g1_sizes_and_rules():

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_example() -> str:
     text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
     return next(b for b in blocks if "@register_method" in b)
 
 

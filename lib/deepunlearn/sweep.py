@@ -122,7 +122,7 @@ class Objective:
             if not all(np.isfinite(values)):
                 raise FloatingPointError("non-finite objective")
             trial.set_user_attr("metrics", u)
-        except Exception as e:  # spec F: an exception gives +inf objectives, and the sweep goes on
+        except Exception as e:  # noqa: BLE001  spec F: an exception gives +inf objectives, and the sweep goes on
             values, seconds = INF, float("nan")
             trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
         trial.set_user_attr("unlearn_seconds", seconds)

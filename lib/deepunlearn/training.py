@@ -10,9 +10,9 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ class Timer:
         self.device = torch.device(device)
         self.seconds = 0.0
 
-    def __enter__(self) -> Timer:
+    def __enter__(self) -> Timer:  # noqa: PYI034
         sync(self.device)
         self._t0 = time.perf_counter()
         return self

@@ -7,9 +7,9 @@ keeps every image on the device as uint8 and normalises / augments whole batches
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch

@@ -46,4 +46,4 @@ def split_checksum(splits: dict[str, np.ndarray]) -> str:
 
 def split_sizes(splits: dict[str, np.ndarray]) -> dict[str, int]:
     """Number of samples per split, in the canonical order."""
-    return {k: int(len(splits[k])) for k in SPLIT_NAMES if k in splits}
+    return {k: len(splits[k]) for k in SPLIT_NAMES if k in splits}

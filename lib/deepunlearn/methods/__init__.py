@@ -6,11 +6,29 @@ and val; it must be deterministic under the run seed (`rng(data)`, `torch` globa
 of its work inside the call, because the whole call is timed (spec D.0, E.4).
 """
 
-from deepunlearn.methods.base import (MethodSpec, SearchContext, create_method, get_method, list_methods,
-                                      register_method, rng, run_method)
+from deepunlearn.methods.base import (
+    MethodSpec,
+    SearchContext,
+    create_method,
+    get_method,
+    list_methods,
+    register_method,
+    rng,
+    run_method,
+)
 
-__all__ = ["MethodSpec", "SearchContext", "create_method", "get_method", "list_methods", "register_method", "rng",
-           "run_method", "load_builtin_methods", "load_plugins"]
+__all__ = [
+    "MethodSpec",
+    "SearchContext",
+    "create_method",
+    "get_method",
+    "list_methods",
+    "load_builtin_methods",
+    "load_plugins",
+    "register_method",
+    "rng",
+    "run_method",
+]
 
 
 PAPER_ORDER = ["ft", "ga", "srl", "ngplus", "bt", "scrub", "salun", "ff", "iu", "cfk", "euk", "fcs", "msg", "cfw",

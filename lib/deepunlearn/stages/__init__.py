@@ -54,4 +54,4 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-from deepunlearn.stages import analyze, attack, sweep, train, unlearn  # noqa: E402,F401  (registers the configs)
+from deepunlearn.stages import analyze, attack, sweep, train, unlearn  # noqa: F401  (registers the configs)

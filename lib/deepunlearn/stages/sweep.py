@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="One sweep worker on params/sweep/CONFIG.yaml.")
     p.add_argument("config")
     p.add_argument("--storage", default=None, help="override the config's storage URL")
-    p.add_argument("--worker", type=int, default=int(os.environ.get("SLURM_ARRAY_TASK_ID", 0)),
+    p.add_argument("--worker", type=int, default=int(os.environ.get("SLURM_ARRAY_TASK_ID", "0")),
                    help="index of this worker (0..N-1; default $SLURM_ARRAY_TASK_ID or 0): seeds its sampler")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one parameter (YAML value), e.g. --set n_trials=12")
