@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method, rng
-from deepunlearn.training import sgd, train_epoch
+from deepunlearn.methods.base import register_method
+from deepunlearn.methods.ft import finetune
 
 
 @dataclass
@@ -47,10 +47,4 @@ def transpose_convs(model: nn.Module) -> None:
 def conv_transpose(model, data, hp: CTParams):
     """Transpose the conv kernels, then E epochs of SGD + CE on D_r, cosine per epoch (T_max = E)."""
     transpose_convs(model)
-    opt = sgd(model, hp.lr, hp.momentum, hp.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.epochs)
-    g = rng(data)
-    for _ in range(hp.epochs):
-        train_epoch(model, opt, data.batches("retain", hp.batch_size, shuffle=True, generator=g))
-        sched.step()
-    return model
+    return finetune(model, data, hp)  # CT's second step is exactly FT (spec D.17)
