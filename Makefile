@@ -35,7 +35,7 @@ demo: setup  ## the whole benchmark on the CPU default (Fashion-MNIST): train â†
 	@$(PY) -m deepunlearn.render train demo
 	@$(PY) -m deepunlearn.render sweep demo-all
 	@$(PY) -m deepunlearn.render unlearn demo-best
-	@$(PY) -m deepunlearn.render attack demo
+	@$(PY) -m deepunlearn.render attack demo-best
 	@$(PY) -m deepunlearn.render analyze demo
 
 figures: setup  ## re-render tables, figures and report from the saved results table (never trains)
