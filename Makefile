@@ -31,12 +31,20 @@ $(STAMP): pyproject.toml
 test: setup  ## run the test suite (unit tests + the papermill chain on tiny params)
 	$(PY) -m pytest
 
-demo: setup  ## the whole benchmark on the CPU default (Fashion-MNIST): train → sweep → unlearn → attack → analyze
-	@$(PY) -m deepunlearn.render train demo
-	@$(PY) -m deepunlearn.render sweep demo-all
-	@$(PY) -m deepunlearn.render unlearn demo-best
-	@$(PY) -m deepunlearn.render attack demo-best
-	@$(PY) -m deepunlearn.render analyze demo
+demo: setup outputs/nb/analyze/demo.ipynb  ## the whole benchmark on the CPU default (Fashion-MNIST): train → sweep → unlearn → attack → analyze
+	@echo "report: outputs/reports/demo/index.html"
+
+# One pattern rule renders outputs/nb/<stage>/<config>.ipynb from notebooks/<stage>.py and
+# params/<stage>/<config>.yaml; an executed notebook newer than both is not rendered again.
+.SECONDEXPANSION:
+outputs/nb/%.ipynb: notebooks/$$(firstword $$(subst /, ,$$*)).py params/$$*.yaml | setup
+	@$(PY) -m deepunlearn.render $(subst /, ,$*)
+
+# the demo chain: each stage after the one it reads from
+outputs/nb/sweep/demo-all.ipynb: outputs/nb/train/demo.ipynb
+outputs/nb/unlearn/demo-best.ipynb: outputs/nb/sweep/demo-all.ipynb
+outputs/nb/attack/demo-best.ipynb: outputs/nb/unlearn/demo-best.ipynb
+outputs/nb/analyze/demo.ipynb: outputs/nb/attack/demo-best.ipynb
 
 figures: setup  ## re-render tables, figures and report from the saved results table (never trains)
 	@$(PY) -m deepunlearn.stages.analyze params/analyze/$(CONFIG).yaml --set from_results=true
