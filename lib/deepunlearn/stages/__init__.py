@@ -47,6 +47,19 @@ def make_config(stage: str, **params: Any) -> Any:
     return cls(**params)
 
 
+def read_params(path, sets: list[str] = ()) -> dict:
+    """A params YAML file with command-line `KEY=VALUE` overrides (values read as YAML)."""
+    from pathlib import Path
+
+    import yaml
+
+    params = yaml.safe_load(Path(path).read_text()) or {}
+    for item in sets:
+        key, _, value = item.partition("=")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
 def resolve_device(device: str) -> torch.device:
     """'auto' → CUDA if present, else CPU."""
     if device == "auto":

@@ -14,7 +14,7 @@ import pandas as pd
 from deepunlearn import plots, ranking, report, results
 from deepunlearn.errors import UserError
 from deepunlearn.stages import attack as attack_stage
-from deepunlearn.stages import make_config, register_config
+from deepunlearn.stages import make_config, read_params, register_config
 
 STAGES = ("train", "sweep", "unlearn", "attack")  # executed notebooks whose run time the report lists
 
@@ -201,17 +201,12 @@ def run(cfg: AnalyzeConfig) -> Analysis:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m deepunlearn.stages.analyze params/analyze/demo.yaml`: run the stage, print the main table."""
-    import yaml
-
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("params", help="a params/analyze/*.yaml file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one parameter, the value read as YAML (e.g. --set from_results=true)")
     args = p.parse_args(argv)
-    params = yaml.safe_load(Path(args.params).read_text()) or {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        params[key] = yaml.safe_load(value)
+    params = read_params(args.params, args.set)
     a = run(make_config("analyze", **params))
     print(report.to_markdown(a.tables["main"][1]))
     print(f"report: {a.report}")

@@ -17,7 +17,7 @@ from deepunlearn.errors import UserError
 from deepunlearn.methods import get_method, load_plugins
 from deepunlearn.metrics import evaluate, model_distances, versus_retrain
 from deepunlearn.references import get_reference, reference_params
-from deepunlearn.stages import make_config, register_config, unlearn
+from deepunlearn.stages import make_config, read_params, register_config, unlearn
 from deepunlearn.stages.train import TrainConfig, load_data, recipe_of
 from deepunlearn.store import Store, read_json, write_json
 from deepunlearn.training import Recipe
@@ -242,8 +242,6 @@ def plot_roc(cfg: AttackConfig):
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m deepunlearn.stages.attack params/attack/demo.yaml`: run the stage and print its table."""
-    import yaml
-
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("params", help="a params/attack/*.yaml file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -251,10 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--columns", default="method,seed,ra,fa,ta,val_mia,test_mia,indisc,retdev,rte",
                    help="comma-separated columns to print ('all' for every column)")
     args = p.parse_args(argv)
-    params = yaml.safe_load(Path(args.params).read_text()) or {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        params[key] = yaml.safe_load(value)
+    params = read_params(args.params, args.set)
     cfg = make_config("attack", **params)
     table = run(cfg)
     cols = list(table.columns) if args.columns == "all" else [

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from deepunlearn import metrics, sweep
 from deepunlearn.data import get_dataset_info
 from deepunlearn.errors import UserError
 from deepunlearn.methods import SearchContext, get_method, load_plugins
 from deepunlearn.references import get_reference
-from deepunlearn.stages import make_config, register_config
+from deepunlearn.stages import make_config, read_params, register_config
 from deepunlearn.stages import train as train_stage
 from deepunlearn.stages.unlearn import expand_methods, load_train_config
 from deepunlearn.store import Store
@@ -159,12 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no sweep config {path}; choose one of "
               f"{', '.join(sorted(q.stem for q in path.parent.glob('*.yaml')))}.", file=sys.stderr)
         return 2
-    params = yaml.safe_load(path.read_text()) or {}
+    params = read_params(path, args.set)
     if args.storage:
         params["storage"] = args.storage
-    for item in args.set:
-        key, _, value = item.partition("=")
-        params[key] = yaml.safe_load(value)
     t0 = time.time()
     try:
         cfg = make_config("sweep", **{**params, "progress": False})
