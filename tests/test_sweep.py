@@ -136,6 +136,9 @@ def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
     victim = worker(*sets, env={"DU_SLEEP": "1"})
     try:
         wait_for_running_trial(db)
+        # a trial is RUNNING a moment before its worker's first heartbeat is stored; Optuna only fails
+        # trials whose last heartbeat is stale, so kill after the first beat (heartbeat interval: 1 s)
+        time.sleep(2.5)
     finally:
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
