@@ -1,6 +1,7 @@
 """The one training / evaluation loop every stage uses: O and R training, methods' inner loops, metrics.
 
-Data stays on the device (see data.loader); convnets run channels_last; CUDA runs under bf16
+Data stays on the device (see data.loader); convnets run channels_last on CUDA and convolutions
+over maps smaller than their kernel run as dense products on CPU (see kernels); CUDA runs under bf16
 autocast; inference runs under `torch.inference_mode`. Times are read after a device synchronize.
 """
 
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepunlearn.data.loader import DeviceData, Split, make_generator
+from deepunlearn.kernels import use_small_map_convs
 from deepunlearn.models import is_convnet
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -61,9 +63,9 @@ def _channels_last(model: nn.Module, device: torch.device) -> bool:
 
 
 def to_device(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """Move a model to `device`; convnets go channels_last on CUDA."""
+    """Move a model to `device`; convnets go channels_last on CUDA, tiny-map convolutions dense on CPU."""
     device = torch.device(device)
-    model = model.to(device)
+    model = use_small_map_convs(model.to(device))
     if _channels_last(model, device):
         model = model.to(memory_format=torch.channels_last)
     return model
