@@ -136,8 +136,8 @@ def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
     victim = worker(*sets, env={"DU_SLEEP": "1"})
     try:
         wait_for_running_trial(db)
-        # a trial is RUNNING a moment before its worker's first heartbeat is stored; Optuna only fails
-        # trials whose last heartbeat is stale, so kill after the first beat (heartbeat interval: 1 s)
+        # kill mid-trial, after the first heartbeat (interval 1 s): the stale-heartbeat path. A kill
+        # before any heartbeat is the test below.
         time.sleep(2.5)
     finally:
         os.kill(victim.pid, signal.SIGKILL)
@@ -151,3 +151,20 @@ def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
     assert len(complete) == n
     assert len(failed) == 1 and failed[0].number == 0
     assert any(t.params == failed[0].params for t in complete), "the killed trial was not retried"
+
+
+def test_running_trial_without_any_heartbeat_is_failed_after_grace_and_retried(tmp_path):
+    # study.ask() makes a RUNNING trial and starts no heartbeat: a worker killed right after it
+    study = sweep.open_study(f"sqlite:///{tmp_path / 's.db'}", "orphan", seed=0, heartbeat=1)
+    orphan = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})
+    alive = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[orphan.number].state == TrialState.RUNNING, "failed before the grace period"
+    time.sleep(2.5)  # grace period = 2 × heartbeat
+    study._storage.record_heartbeat(alive._trial_id)  # this one's worker is alive and beating
+    optuna.storages.fail_stale_trials(study)
+    states = {t.number: t.state for t in study.trials}
+    assert states[orphan.number] == TrialState.FAIL
+    assert states[alive.number] == TrialState.RUNNING
+    retried = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert len(retried) == 1 and retried[0].params == study.trials[orphan.number].params

@@ -5,13 +5,14 @@ Objectives, all minimised, against the Retrained model R of the same seed:
 A trial that throws scores +inf on all four and the sweep goes on. A study stops at exactly N
 *complete* trials, however many workers share it: each trial first checks that fewer than N
 trials are ahead of it (complete or running), else it is pruned before doing any work. Workers
-send heartbeats; a trial left running by a dead worker is failed after the grace period and
-retried once by whichever worker sees it next. What does not depend on the trial (data, the
+send heartbeats; a trial left running by a dead worker (stale heartbeat, or none at all after the
+grace period) is failed and retried once by whichever worker sees it next. What does not depend on the trial (data, the
 Original model, R's metrics) is computed once per study.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 import warnings
@@ -53,6 +54,33 @@ def e_max(training_epochs: int) -> int:
     return max(1, -(-training_epochs // 5))
 
 
+class HeartbeatStorage(optuna.storages.RDBStorage):
+    """RDBStorage whose stale trials also include RUNNING trials that never stored a heartbeat.
+
+    Optuna starts a trial (RUNNING) a moment before its worker's first heartbeat; a worker killed in
+    between leaves a trial Optuna never fails, and a study waiting for N complete trials would wait
+    forever. A live worker beats within milliseconds, so no beat after the grace period means dead.
+    """
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = datetime.timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
+        now = datetime.datetime.now()  # datetime_start is the creating worker's local clock
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id not in stale and t.datetime_start and now - t.datetime_start > grace \
+                    and self._heartbeat(t._trial_id) is None:
+                stale.append(t._trial_id)
+        return stale
+
+    def _heartbeat(self, trial_id: int) -> datetime.datetime | None:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session) as session:
+            row = session.query(models.TrialHeartbeatModel).filter_by(trial_id=trial_id).one_or_none()
+            return None if row is None else row.heartbeat
+
+
 def open_study(url: str, name: str, seed: int, heartbeat: int = 60, worker: int = 0) -> optuna.Study:
     """Create or load a study: NSGA-III seeded by the model seed, 4 minimised objectives, heartbeats.
 
@@ -62,7 +90,7 @@ def open_study(url: str, name: str, seed: int, heartbeat: int = 60, worker: int 
     """
     for attempt in range(5):
         try:
-            storage = optuna.storages.RDBStorage(
+            storage = HeartbeatStorage(
                 url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
                 engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None)
