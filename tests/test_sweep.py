@@ -168,3 +168,11 @@ def test_running_trial_without_any_heartbeat_is_failed_after_grace_and_retried(t
     assert states[alive.number] == TrialState.RUNNING
     retried = [t for t in study.trials if t.state == TrialState.WAITING]
     assert len(retried) == 1 and retried[0].params == study.trials[orphan.number].params
+
+
+@pytest.mark.parametrize("stage", ["sweep", "attack", "analyze"])
+def test_stage_command_lines_run_without_runpy_warnings(stage):
+    # the package must not import the stage module that `python -m` is about to run as __main__
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", f"deepunlearn.stages.{stage}", "--help"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "usage" in out.stdout, out.stderr

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any
 
 import torch
 
 from deepunlearn.errors import UserError
 
+STAGES = ("train", "sweep", "unlearn", "attack", "analyze")
 _CONFIGS: dict[str, type] = {}
 
 
@@ -21,9 +23,13 @@ def register_config(stage: str):
 
 
 def config_class(stage: str) -> type:
-    """The config dataclass of `stage`."""
+    """The config dataclass of `stage` (its module is imported on first use, which registers it)."""
+    if stage not in _CONFIGS and stage in STAGES:
+        # imported here, not at package import, so `python -m deepunlearn.stages.<stage>` runs its
+        # module once (runpy warns when the package has already imported the module it runs)
+        importlib.import_module(f"deepunlearn.stages.{stage}")
     if stage not in _CONFIGS:
-        raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(sorted(_CONFIGS))}.")
+        raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
     return _CONFIGS[stage]
 
 
@@ -66,5 +72,3 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
-
-from deepunlearn.stages import analyze, attack, sweep, train, unlearn  # noqa: F401  (registers the configs)
