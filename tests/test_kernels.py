@@ -79,3 +79,15 @@ def test_to_device_switches_resnet18_convs_without_changing_parameters_or_output
     F.cross_entropy(fast(x), y).backward()
     for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_training_works_after_the_first_use_was_under_inference_mode():
+    # the tap table is cached per shape: an evaluation (inference_mode) may be its first user
+    from deepunlearn.kernels import _tap_table
+
+    _tap_table.cache_clear()
+    _, fast = _pair(3, 1, 1, 4, 4, False)
+    with torch.inference_mode():
+        fast(torch.randn(2, 4, 1, 1))
+    fast(torch.randn(2, 4, 1, 1)).sum().backward()
+    assert fast.weight.grad is not None

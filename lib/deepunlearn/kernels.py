@@ -24,15 +24,15 @@ def _tap_table(in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[in
     """One-hot T[out_pos, in_pos, tap]: which kernel tap joins an input pixel to an output pixel."""
     (h, w), (kh, kw), (sh, sw), (ph, pw) = in_hw, kernel, stride, padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    table = torch.zeros(ho * wo, h * w, kh * kw)
-    for i in range(ho):
-        for j in range(wo):
-            for r in range(h):
-                for c in range(w):
-                    a, b = r - i * sh + ph, c - j * sw + pw
-                    if 0 <= a < kh and 0 <= b < kw:
-                        table[i * wo + j, r * w + c, a * kw + b] = 1.0
-    return table.to(device), ho, wo
+    ones = [(i * wo + j, r * w + c, (r - i * sh + ph) * kw + (c - j * sw + pw))
+            for i in range(ho) for j in range(wo) for r in range(h) for c in range(w)
+            if 0 <= r - i * sh + ph < kh and 0 <= c - j * sw + pw < kw]
+    # the table is cached, and its first user may be an evaluation under inference_mode: it must
+    # still be a normal tensor, usable in training
+    with torch.inference_mode(False):
+        table = torch.zeros(ho * wo, h * w, kh * kw)
+        table[tuple(torch.tensor(ones).T)] = 1.0
+        return table.to(device), ho, wo
 
 
 class SmallMapConv2d(nn.Conv2d):
