@@ -176,3 +176,18 @@ def test_stage_command_lines_run_without_runpy_warnings(stage):
     out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", f"deepunlearn.stages.{stage}", "--help"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "usage" in out.stdout, out.stderr
+
+
+def test_a_method_whose_every_trial_failed_is_named_in_a_warning(tmp_path, monkeypatch):
+    from deepunlearn.stages import make_config, read_params
+    from deepunlearn.stages import sweep as sweep_stage
+
+    plugin = tmp_path / "boom.py"
+    plugin.write_text(SLEEPER.replace('"ft_sleepy", display="FT-sleepy"', '"ft_boom", display="FT-boom"')
+                      .replace("if os.environ.get", "raise ValueError('boom at lr %g' % hp.lr)\n    if os.environ.get"))
+    monkeypatch.chdir(ROOT)
+    params = {**read_params(ROOT / "params/sweep/tiny.yaml"), "n_trials": 2, "store": str(tmp_path / "store"),
+              "name": "boom", "plugins": [str(plugin)], "methods": ["ft_boom"]}
+    with pytest.warns(UserWarning, match=r"Every trial of ft_boom failed.*ValueError: boom at lr"):
+        table = sweep_stage.run(make_config("sweep", **params))
+    assert table.loc[0, "failed"] == 2 and table.loc[0, "best_score"] == math.inf

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,10 @@ def summarize(cfg: SweepConfig) -> pd.DataFrame:
         best[method] = b
         trials = pd.concat([sweep.trials_table(s) for s in studies])
         complete = trials[trials.state == "COMPLETE"]
+        errors = complete.error[complete.error != ""]
+        if len(complete) and len(errors) == len(complete):  # its best.yaml entry is then an arbitrary trial
+            warnings.warn(f"Every trial of {method} failed, so its chosen hyperparameters mean nothing; "
+                          f"first error: {errors.iloc[0]}", stacklevel=2)
         rows.append({"method": get_method(method).display, "id": method, "trials": len(complete),
                      "best_score": b["score"], "f_ra": b["values"][0], "f_fa": b["values"][1],
                      "f_va": b["values"][2], "f_mia": b["values"][3], "best_study": b["study"],
