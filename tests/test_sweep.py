@@ -153,6 +153,7 @@ def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
     assert any(t.params == failed[0].params for t in complete), "the killed trial was not retried"
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_running_trial_without_any_heartbeat_is_failed_after_grace_and_retried(tmp_path):
     # study.ask() makes a RUNNING trial and starts no heartbeat: a worker killed right after it
     study = sweep.open_study(f"sqlite:///{tmp_path / 's.db'}", "orphan", seed=0, heartbeat=1)
