@@ -127,7 +127,10 @@ def main() -> None:
     assert raw.shape[0] == len(labels)
 
     torch.manual_seed(0)
-    model = lambda: create_model(args.arch, info.num_classes, seed=0)  # noqa: E731  same weights every call
+
+    def model() -> torch.nn.Module:
+        return create_model(args.arch, info.num_classes, seed=0)  # the same weights on every call
+
     # ours first, so no DataLoader worker process of the reference is alive while ours is timed
     ours = our_loop(to_device(model(), device), data, args.batch_size, args.epochs)
     ref = reference_loop(model().to(device), images, labels, info, args.batch_size, device, args.epochs)

@@ -39,7 +39,7 @@ store = "outputs/store"  # content-addressed artifact store
 progress = True  # print a line per collected config
 
 # %%
-import deepunlearn.stages as stages
+from deepunlearn import stages
 from deepunlearn.stages import analyze
 
 # %%

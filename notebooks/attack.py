@@ -40,7 +40,7 @@ store = "outputs/store"  # content-addressed artifact store
 progress = True  # show progress bars while training models
 
 # %%
-import deepunlearn.stages as stages
+from deepunlearn import stages
 from deepunlearn.stages import attack
 
 # %%

@@ -33,7 +33,7 @@ store = "outputs/store"  # content-addressed artifact store
 progress = True  # progress bars while training references
 
 # %%
-import deepunlearn.stages as stages
+from deepunlearn import stages
 from deepunlearn.stages import sweep
 
 # %%

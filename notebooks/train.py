@@ -35,7 +35,7 @@ download = False  # fetch a missing dataset with torchvision (never in tests)
 progress = True  # show a progress bar per training run
 
 # %%
-import deepunlearn.stages as stages
+from deepunlearn import stages
 from deepunlearn.stages import train
 
 # %%

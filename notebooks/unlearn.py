@@ -29,7 +29,7 @@ store = "outputs/store"  # content-addressed artifact store
 progress = True  # show progress bars while training references
 
 # %%
-import deepunlearn.stages as stages
+from deepunlearn import stages
 from deepunlearn.stages import unlearn
 
 # %%

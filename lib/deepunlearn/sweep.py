@@ -6,8 +6,8 @@ A trial that throws scores +inf on all four and the sweep goes on. A study stops
 *complete* trials, however many workers share it: each trial first checks that fewer than N
 trials are ahead of it (complete or running), else it is pruned before doing any work. Workers
 send heartbeats; a trial left running by a dead worker (stale heartbeat, or none at all after the
-grace period) is failed and retried once by whichever worker sees it next. What does not depend on the trial (data, the
-Original model, R's metrics) is computed once per study.
+grace period) is failed and retried once by whichever worker sees it next. What does not depend
+on the trial (data, the Original model, R's metrics) is computed once per study.
 """
 
 from __future__ import annotations
