@@ -38,6 +38,7 @@ def render(stage: str, config: str, root: Path = Path("."), out_dir: Path | None
     partial = out_dir / f"{config}.partial.ipynb"
     src_ipynb = out_dir / f".{config}.source.ipynb"
     jupytext.write(jupytext.read(source), src_ipynb)
+    os.environ["DEEPUNLEARN_PROGRESS"] = "text"  # the kernel inherits it: see training._progress
     papermill.execute_notebook(str(src_ipynb), str(partial), parameters=params, log_output=log_output,
                                progress_bar=False, cwd=str(root), kernel_name="python3")
     os.replace(partial, final)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -151,6 +152,12 @@ class Recipe:
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
+    if os.environ.get("DEEPUNLEARN_PROGRESS") == "text":
+        # a batch render (papermill): a widget bar reaches neither the terminal nor the saved
+        # notebook (which would show it at 0%); text on stderr reaches both, every 10 s at most
+        from tqdm.std import tqdm
+
+        return tqdm(total=total, desc=desc, leave=True, mininterval=10.0, file=sys.stderr)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=True, mininterval=1.0)
@@ -199,7 +206,7 @@ def fit(model: nn.Module, data: DeviceData, split: Split, recipe: Recipe, *, see
         elapsed += t.seconds
         history.append({"epoch": epoch + 1, **stats})
         if bar is not None:
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}")
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}", refresh=False)
         if ckpt is not None:
             _save_checkpoint(ckpt, {
                 "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
