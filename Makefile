@@ -74,6 +74,7 @@ analyze: setup  ## render notebooks/analyze.py with params/analyze/$(CONFIG).yam
 
 bench: setup  ## training throughput: our loop vs a torchvision DataLoader loop
 	$(PY) bench/train_throughput.py
+	$(PY) bench/small_map_convs.py
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check lib tests bench notebooks
