@@ -61,6 +61,14 @@ def originals(tiny_data) -> dict[str, torch.nn.Module]:
     return {arch: train_tiny(arch, tiny_data) for arch in ARCHS + ("tinycnn",)}
 
 
+@pytest.fixture(scope="module")
+def fitted_tinycnn(tiny_data) -> torch.nn.Module:
+    """A tinycnn that fits the tiny splits (the 2-epoch `originals` are still near uniform); one per module."""
+    model = create_model("tinycnn", tiny_data.num_classes, tiny_data.info.img_size, seed=0)
+    fit(model, tiny_data, ["retain", "forget"], Recipe(epochs=20, batch_size=16, lr=0.2, augment=False), progress=False)
+    return model
+
+
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     """True if every tensor of the two state dicts is bit-identical."""
     sa, sb = a.state_dict(), b.state_dict()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -10,16 +9,7 @@ import torchvision
 from conftest import same_weights
 from deepunlearn.methods import run_method
 from deepunlearn.methods.bt import bt_loss, bt_targets, incompetent_teacher
-from deepunlearn.models import create_model
-from deepunlearn.training import Recipe, fit, predict
-
-
-@pytest.fixture(scope="module")
-def original(tiny_data):
-    """A tinycnn that fits the tiny splits (the 2-epoch conftest model is still near uniform)."""
-    model = create_model("tinycnn", tiny_data.num_classes, tiny_data.info.img_size, seed=0)
-    fit(model, tiny_data, ["retain", "forget"], Recipe(epochs=20, batch_size=16, lr=0.2, augment=False), progress=False)
-    return model
+from deepunlearn.training import predict
 
 
 def _kl(teacher_logits, student_logits):
@@ -42,24 +32,24 @@ def test_incompetent_teacher_is_a_seeded_random_resnet18(tiny_data):
     assert same_weights(a, b)  # drawn from the run seed, whatever the student is
 
 
-def test_targets_pick_the_bad_teacher_for_forget_rows(original, tiny_data):
+def test_targets_pick_the_bad_teacher_for_forget_rows(fitted_tinycnn, tiny_data):
     bad = incompetent_teacher(tiny_data)
     x = tiny_data.inputs(tiny_data.indices("retain")[:6])
     is_forget = torch.tensor([True, False, True, False, False, True])
-    p = bt_targets(x, is_forget, original.eval(), bad, 2.0)
+    p = bt_targets(x, is_forget, fitted_tinycnn.eval(), bad, 2.0)
     torch.testing.assert_close(p[is_forget], F.softmax(predict(bad, tiny_data, tiny_data.indices("retain")[:6])
                                                        / 2.0, 1)[is_forget])
-    torch.testing.assert_close(p[~is_forget], F.softmax(predict(original, tiny_data,
+    torch.testing.assert_close(p[~is_forget], F.softmax(predict(fitted_tinycnn, tiny_data,
                                                                 tiny_data.indices("retain")[:6]) / 2.0, 1)[~is_forget])
 
 
-def test_student_follows_each_sets_teacher(original, tiny_data):
+def test_student_follows_each_sets_teacher(fitted_tinycnn, tiny_data):
     data = tiny_data.with_splits(retain=tiny_data.indices("retain")[:16])
     torch.manual_seed(123)  # the run seed, so this is the teacher the method draws
     bad = incompetent_teacher(data)
     bad_f, bad_r = predict(bad, data, "forget"), predict(bad, data, "retain")
-    good_f, good_r = predict(original, data, "forget"), predict(original, data, "retain")
-    model, _ = run_method("bt", original, data, {"epochs": 5, "batch_size": 16})
+    good_f, good_r = predict(fitted_tinycnn, data, "forget"), predict(fitted_tinycnn, data, "retain")
+    model, _ = run_method("bt", fitted_tinycnn, data, {"epochs": 5, "batch_size": 16})
     s_f, s_r = predict(model, data, "forget"), predict(model, data, "retain")
     assert _kl(bad_f, s_f) < 0.5 * _kl(bad_f, good_f)  # forget outputs pulled towards the random teacher...
     assert _kl(bad_f, s_f) < _kl(good_f, s_f)  # ...and away from the Original

@@ -20,16 +20,7 @@ from deepunlearn.methods.scrub import (
     min_step,
     pick_checkpoint,
 )
-from deepunlearn.models import create_model
-from deepunlearn.training import Recipe, accuracy, fit, forward, sgd
-
-
-@pytest.fixture(scope="module")
-def original(tiny_data):
-    """A tinycnn that fits the tiny splits (the 2-epoch conftest model is still near uniform)."""
-    model = create_model("tinycnn", tiny_data.num_classes, tiny_data.info.img_size, seed=0)
-    fit(model, tiny_data, ["retain", "forget"], Recipe(epochs=20, batch_size=16, lr=0.2, augment=False), progress=False)
-    return model
+from deepunlearn.training import accuracy, forward, sgd
 
 
 def test_distill_kl_is_sum_kl_times_t_squared_over_batch():
@@ -39,8 +30,8 @@ def test_distill_kl_is_sum_kl_times_t_squared_over_batch():
     torch.testing.assert_close(distill_kl(s, t, T), expected)
 
 
-def test_max_step_raises_kl_to_teacher_on_forget(original, tiny_data):
-    teacher, student = copy.deepcopy(original).eval(), copy.deepcopy(original)
+def test_max_step_raises_kl_to_teacher_on_forget(fitted_tinycnn, tiny_data):
+    teacher, student = copy.deepcopy(fitted_tinycnn).eval(), copy.deepcopy(fitted_tinycnn)
     x = tiny_data.inputs(tiny_data.indices("forget"))
     hp = SCRUBParams(forget_batch_size=16)
 
@@ -55,9 +46,9 @@ def test_max_step_raises_kl_to_teacher_on_forget(original, tiny_data):
     assert kl() > 2 * before + 0.01
 
 
-def test_min_step_descends_gamma_ce_plus_alpha_kl(original, tiny_data):
+def test_min_step_descends_gamma_ce_plus_alpha_kl(fitted_tinycnn, tiny_data):
     hp = SCRUBParams(gamma=0.3, alpha=0.8, kd_temperature=2.0, retain_batch_size=48)
-    teacher, student, ref = (copy.deepcopy(original) for _ in range(3))
+    teacher, student, ref = (copy.deepcopy(fitted_tinycnn) for _ in range(3))
     teacher.eval()
     idx = tiny_data.indices("retain")
     x, y = tiny_data.inputs(idx), tiny_data.labels[idx]
@@ -65,7 +56,7 @@ def test_min_step_descends_gamma_ce_plus_alpha_kl(original, tiny_data):
     loss = 0.3 * F.cross_entropy(s, y) + 0.8 * distill_kl(s, forward(teacher, x).detach(), 2.0)
     grads = torch.autograd.grad(loss, list(ref.parameters()))
     min_step(student, teacher, sgd(student, 0.01, 0.0, 0.0), tiny_data, hp, torch.Generator().manual_seed(0))
-    for p0, g, p1 in zip(original.parameters(), grads, student.parameters()):
+    for p0, g, p1 in zip(fitted_tinycnn.parameters(), grads, student.parameters()):
         torch.testing.assert_close(p1, p0 - 0.01 * g, atol=1e-6, rtol=1e-4)
 
 
@@ -90,7 +81,7 @@ def test_forget_val_keeps_val_samples_of_forgotten_classes(digits):
     assert (digits.labels[digits.indices("val")] == c).sum() == len(fv)
 
 
-def test_selection_returns_checkpoint_k_and_the_original_for_k0(original, tiny_data, monkeypatch):
+def test_selection_returns_checkpoint_k_and_the_original_for_k0(fitted_tinycnn, tiny_data, monkeypatch):
     hp = {"epochs": 2, "lr": 0.05, "retain_batch_size": 16, "forget_batch_size": 16}
     models, seen = [], {}
     for k in range(3):
@@ -99,12 +90,12 @@ def test_selection_returns_checkpoint_k_and_the_original_for_k0(original, tiny_d
             return k
 
         monkeypatch.setattr(scrub_mod, "pick_checkpoint", pick)
-        models.append(run_method("scrub", original, tiny_data, hp)[0])
+        models.append(run_method("scrub", fitted_tinycnn, tiny_data, hp)[0])
     final = models[2]
     assert len(seen["errors"]) == 3  # err_f[0..E]
-    assert seen["errors"][0] == pytest.approx(1 - accuracy(original, tiny_data, "forget"))
+    assert seen["errors"][0] == pytest.approx(1 - accuracy(fitted_tinycnn, tiny_data, "forget"))
     assert seen["errors"][2] == pytest.approx(1 - accuracy(final, tiny_data, "forget"))
     assert seen["err_fv"] == pytest.approx(1 - accuracy(final, tiny_data, forget_val(tiny_data)))
     # k = 0 reverts to the Original (weights and BatchNorm buffers) although training ran
-    assert same_weights(models[0], original)
-    assert not same_weights(models[1], original) and not same_weights(models[1], final)
+    assert same_weights(models[0], fitted_tinycnn)
+    assert not same_weights(models[1], fitted_tinycnn) and not same_weights(models[1], final)
