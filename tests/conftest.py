@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import json
+import os
+
+# Under pytest-xdist (make test: one worker per core) each worker and every process it starts gets one
+# thread, so workers do not oversubscribe the cores (torch's spinning pools slow down 5x or more then).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from deepunlearn.data import DeviceData, load_device_data
 from deepunlearn.models import create_model
@@ -11,6 +19,27 @@ from deepunlearn.store import Store
 from deepunlearn.training import Recipe, fit, to_device
 
 ARCHS = ("resnet18", "tinyvit")  # the paper's two architectures, at tiny data size
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
+# Shifts the seeds of every trained fixture (inits and data order). Tests about learned behaviour must
+# hold for any value: `make test-margins` runs them over several, and under another float path.
+
+FIXTURE_SEED = int(os.environ.get("DEEPUNLEARN_TEST_SEED", "0"))
+LEARNED_FIXTURES = {"fitted_tinycnn", "originals", "original"}  # trained models: see `learned` below
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "learned: asserts on a trained model's behaviour (make test-margins)")
+    config.addinivalue_line("markers", "slow: many seconds on its own (make test runs it; make test-fast does not)")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that use a trained fixture are `learned` without saying so."""
+    for item in items:
+        if LEARNED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.learned)
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +67,9 @@ def tiny_data(digits) -> DeviceData:
 
 def train_tiny(arch: str, data: DeviceData, epochs: int = 2, seed: int = 0) -> torch.nn.Module:
     """An Original model of `arch` briefly trained on retain ∪ forget of `data`."""
-    model = to_device(create_model(arch, data.num_classes, data.info.img_size, seed=seed), data.device)
-    fit(model, data, ["retain", "forget"], Recipe(epochs=epochs, batch_size=16, lr=0.05), progress=False)
+    model = to_device(create_model(arch, data.num_classes, data.info.img_size, seed=seed + FIXTURE_SEED), data.device)
+    fit(model, data, ["retain", "forget"], Recipe(epochs=epochs, batch_size=16, lr=0.05), seed=123 + FIXTURE_SEED,
+        progress=False)
     # Two epochs leave BatchNorm's running statistics far from the data (eval-mode ResNet-18 logits
     # in the thousands), which breaks eval-mode methods (NG+, CF-k, EU-k): re-estimate them exactly.
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -64,9 +94,22 @@ def originals(tiny_data) -> dict[str, torch.nn.Module]:
 @pytest.fixture(scope="module")
 def fitted_tinycnn(tiny_data) -> torch.nn.Module:
     """A tinycnn that fits the tiny splits (the 2-epoch `originals` are still near uniform); one per module."""
-    model = create_model("tinycnn", tiny_data.num_classes, tiny_data.info.img_size, seed=0)
-    fit(model, tiny_data, ["retain", "forget"], Recipe(epochs=20, batch_size=16, lr=0.2, augment=False), progress=False)
+    model = create_model("tinycnn", tiny_data.num_classes, tiny_data.info.img_size, seed=FIXTURE_SEED)
+    fit(model, tiny_data, ["retain", "forget"], Recipe(epochs=20, batch_size=16, lr=0.2, augment=False),
+        seed=123 + FIXTURE_SEED, progress=False)
     return model
+
+
+def below(lhs: float, rhs: float, what: str) -> None:
+    """Assert lhs < rhs for a learned property; log the margin rhs/lhs for `make test-margins`."""
+    lhs, rhs = float(lhs), float(rhs)
+    log = os.environ.get("DEEPUNLEARN_MARGIN_LOG")
+    if log:  # one JSON line per check, appended (atomic for short lines, so xdist workers can share it)
+        line = json.dumps({"what": what, "lhs": lhs, "rhs": rhs, "seed": FIXTURE_SEED,
+                           "cpu": os.environ.get("ATEN_CPU_CAPABILITY", "native")})
+        with open(log, "a") as f:
+            f.write(line + "\n")
+    assert lhs < rhs, f"{what}: {lhs:.6g} is not below {rhs:.6g}"
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from conftest import same_weights
+from conftest import below, same_weights
 from deepunlearn.methods import run_method
 from deepunlearn.methods.bt import bt_loss, bt_targets, incompetent_teacher
 from deepunlearn.training import predict
@@ -44,13 +44,20 @@ def test_targets_pick_the_bad_teacher_for_forget_rows(fitted_tinycnn, tiny_data)
 
 
 def test_student_follows_each_sets_teacher(fitted_tinycnn, tiny_data):
+    # Optimised near convergence at a stable step size (Adam 3e-3, 30 epochs of 2 batches), the property
+    # does not hinge on SGD's chaos: over fixture seeds 0-5, each on the AVX2 and the portable float path
+    # (/tmp probe, same computation), KL(bad‖student) on forget fell to 0.04-0.10 of its start and stayed
+    # under 0.13 of KL(Original‖student); on retain the student stayed >= 2.1x closer to the Original than
+    # to the random teacher. BT's default lr 0.01 for 5 epochs left the student far from both teachers,
+    # on one side or the other by seed and CPU: the old assertion failed on 2 of 6 seeds.
     data = tiny_data.with_splits(retain=tiny_data.indices("retain")[:16])
     torch.manual_seed(123)  # the run seed, so this is the teacher the method draws
     bad = incompetent_teacher(data)
     bad_f, bad_r = predict(bad, data, "forget"), predict(bad, data, "retain")
     good_f, good_r = predict(fitted_tinycnn, data, "forget"), predict(fitted_tinycnn, data, "retain")
-    model, _ = run_method("bt", fitted_tinycnn, data, {"epochs": 5, "batch_size": 16})
+    model, _ = run_method("bt", fitted_tinycnn, data, {"epochs": 30, "batch_size": 16, "lr": 3e-3})
     s_f, s_r = predict(model, data, "forget"), predict(model, data, "retain")
-    assert _kl(bad_f, s_f) < 0.5 * _kl(bad_f, good_f)  # forget outputs pulled towards the random teacher...
-    assert _kl(bad_f, s_f) < _kl(good_f, s_f)  # ...and away from the Original
-    assert _kl(good_r, s_r) < _kl(bad_r, s_r)  # retain outputs stay with the Original
+    # forget outputs pulled towards the random teacher, and away from the Original; retain outputs stay
+    below(_kl(bad_f, s_f), 0.25 * _kl(bad_f, good_f), "bt: KL(bad, student) on forget < 0.25 x at start")
+    below(_kl(bad_f, s_f), 0.5 * _kl(good_f, s_f), "bt: forget closer to bad than to Original (x2)")
+    below(_kl(good_r, s_r), _kl(bad_r, s_r), "bt: retain closer to Original than to bad")

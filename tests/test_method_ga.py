@@ -7,7 +7,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from conftest import same_weights
+from conftest import below, same_weights
 from deepunlearn.methods import run_method
 from deepunlearn.training import forward, per_sample_loss
 
@@ -15,7 +15,7 @@ from deepunlearn.training import forward, per_sample_loss
 def test_ga_raises_forget_loss(fitted_tinycnn, tiny_data):
     before = per_sample_loss(fitted_tinycnn, tiny_data, "forget").mean()
     model, _ = run_method("ga", fitted_tinycnn, tiny_data, {"epochs": 3, "batch_size": 8, "lr": 0.05})
-    assert per_sample_loss(model, tiny_data, "forget").mean() > before + 1.0
+    below(before + 1.0, per_sample_loss(model, tiny_data, "forget").mean(), "ga: forget loss rises by > 1 nat")
 
 
 def test_ga_step_is_plus_lr_times_forget_gradient(fitted_tinycnn, tiny_data):

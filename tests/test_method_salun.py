@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import clone_state, train_tiny
+from conftest import below, clone_state, train_tiny
 from deepunlearn.data.loader import make_generator
 from deepunlearn.methods import run_method
 from deepunlearn.methods.salun import forget_saliency, saliency_mask
@@ -60,7 +60,7 @@ def test_masked_out_weights_do_not_move_without_momentum_and_weight_decay(origin
     moved = [~torch.isclose(p1, p0, rtol=0, atol=0) for p0, p1 in zip(original.parameters(), model.parameters())]
     assert not any((mv & (m == 0)).any() for mv, m in zip(moved, mask))
     kept = sum(m.sum() for m in mask)
-    assert sum((mv & (m == 1)).sum() for mv, m in zip(moved, mask)) > 0.9 * kept
+    below(0.9 * kept, sum((mv & (m == 1)).sum() for mv, m in zip(moved, mask)), "salun: > 90% of kept weights move")
 
 
 def test_tinyvit_saliency_over_several_batches(tiny_data):

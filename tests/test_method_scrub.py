@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import deepunlearn.methods.scrub as scrub_mod
-from conftest import same_weights
+from conftest import below, same_weights
 from deepunlearn.methods import run_method
 from deepunlearn.methods.scrub import (
     SCRUBParams,
@@ -43,7 +43,7 @@ def test_max_step_raises_kl_to_teacher_on_forget(fitted_tinycnn, tiny_data):
     opt = sgd(student, 0.05, 0.0, 0.0)
     for _ in range(3):
         max_step(student, teacher, opt, tiny_data, hp)
-    assert kl() > 2 * before + 0.01
+    below(2 * before + 0.01, kl(), "scrub: 3 max steps more than double the forget KL")
 
 
 def test_min_step_descends_gamma_ce_plus_alpha_kl(fitted_tinycnn, tiny_data):
