@@ -10,8 +10,8 @@ import os
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 from deepunlearn.data import DeviceData, load_device_data
 from deepunlearn.models import create_model

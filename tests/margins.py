@@ -18,7 +18,7 @@ def main(path: str) -> int:
     print(f"{'check':<62} {'runs':>4} {'worst rhs/lhs':>13}  at")
     for what, rows in sorted(runs.items()):
         # lhs < rhs is the property; the ratio says how far from failing it held (1 = on the edge)
-        ratio = lambda r: r["rhs"] / r["lhs"] if r["lhs"] > 0 else float("inf")  # noqa: E731
+        ratio = lambda r: r["rhs"] / r["lhs"] if r["lhs"] > 0 else float("inf")
         worst = min(rows, key=ratio)
         failed += sum(r["lhs"] >= r["rhs"] for r in rows)
         print(f"{what:<62} {len(rows):>4} {ratio(worst):>13.3g}  seed {worst['seed']}, {worst['cpu']}")
