@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import deepunlearn.stages.analyze  # noqa: F401  (registers the analyze config)
 from deepunlearn.render import render
@@ -13,6 +14,7 @@ from deepunlearn.render import render
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_analyze_notebook_on_tiny(tmp_path):
     out, nb = tmp_path / "out", tmp_path / "nb"
     before = sorted((ROOT / "figures").rglob("*")) if (ROOT / "figures").exists() else []

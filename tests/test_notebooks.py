@@ -73,6 +73,7 @@ def outputs_of(nb_path: Path) -> str:
                      for c in nb["cells"] for o in c.get("outputs", []))
 
 
+@pytest.mark.slow
 def test_papermill_chain_on_tiny(tmp_path):
     store = {"store": str(tmp_path / "store")}
     trained = render("train", "tiny", root=ROOT, out_dir=tmp_path / "nb", extra={**store, "progress": True},

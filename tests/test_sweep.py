@@ -74,8 +74,9 @@ def worker(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 @pytest.mark.skipif(pg_bin("initdb") is None, reason="PostgreSQL server binaries are not installed")
+@pytest.mark.slow
 def test_two_workers_share_one_postgres_study(tmp_path):
-    n = 12
+    n = 6  # both workers draw trials from one study; the count, uniqueness and best checks hold at any n
     with postgres_server() as url:
         sets = ["--set", f"n_trials={n}", "--set", f"store={tmp_path / 'store'}", "--set", "name=pg"]
         # build the tiny references once, so both workers start trials at the same time
@@ -126,6 +127,7 @@ def wait_for_running_trial(db: Path, timeout: float = 300) -> None:
     pytest.fail("the victim worker never started a trial")
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
     plugin = tmp_path / "sleepy.py"
     plugin.write_text(SLEEPER)

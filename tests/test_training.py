@@ -125,6 +125,7 @@ def test_store_bad_input_leaves_nothing(tmp_path):
     assert not list(tmp_path.rglob("half.txt"))
 
 
+@pytest.mark.slow
 def test_store_lock_two_processes_build_once(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
