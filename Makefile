@@ -42,13 +42,13 @@ test-fast: setup  ## the suite without the tests marked slow (the edit loop)
 MARGIN_SEEDS ?= 0 1 2 3 4
 MARGIN_LOG := outputs/test-margins.jsonl
 test-margins: setup  ## the learned-behaviour tests over 5 fixture seeds and under ATEN_CPU_CAPABILITY=default, with their margins
-	@mkdir -p outputs && rm -f $(MARGIN_LOG)
-	@for s in $(MARGIN_SEEDS); do echo "== DEEPUNLEARN_TEST_SEED=$$s"; \
+	@mkdir -p outputs && rm -f $(MARGIN_LOG); status=0; \
+	for s in $(MARGIN_SEEDS); do echo "== DEEPUNLEARN_TEST_SEED=$$s"; \
 	  DEEPUNLEARN_MARGIN_LOG=$(CURDIR)/$(MARGIN_LOG) DEEPUNLEARN_TEST_SEED=$$s \
-	  $(PY) -m pytest -n $(TEST_WORKERS) -m learned || exit 1; done
-	@echo "== ATEN_CPU_CAPABILITY=default"; DEEPUNLEARN_MARGIN_LOG=$(CURDIR)/$(MARGIN_LOG) ATEN_CPU_CAPABILITY=default \
-	  $(PY) -m pytest -n $(TEST_WORKERS) -m learned
-	@$(PY) tests/margins.py $(MARGIN_LOG)
+	  $(PY) -m pytest -n $(TEST_WORKERS) -m learned || status=1; done; \
+	echo "== ATEN_CPU_CAPABILITY=default"; DEEPUNLEARN_MARGIN_LOG=$(CURDIR)/$(MARGIN_LOG) ATEN_CPU_CAPABILITY=default \
+	  $(PY) -m pytest -n $(TEST_WORKERS) -m learned || status=1; \
+	$(PY) tests/margins.py $(MARGIN_LOG) && exit $$status
 
 train: setup  ## render notebooks/train.py with params/train/$(CONFIG).yaml
 	@$(PY) -m deepunlearn.render train $(CONFIG)

@@ -25,11 +25,14 @@ def fresh(digits, seed=0):
 def test_training_lowers_loss(digits):
     model = fresh(digits, seed=FIXTURE_SEED)
     before = training.per_sample_loss(model, digits, "retain").mean().item()
-    result = fit(model, digits, ["retain", "forget"], Recipe(epochs=4, batch_size=32, lr=0.1), progress=False)
+    # 8 epochs at lr 0.05, not 4 at 0.1: at 4 × 0.1 the eval-mode loss after training ranged 0.20-0.51 of
+    # its start over init seeds 0-7 and test accuracy fell to 0.48 (one thread); here, on 1 and 2
+    # threads and the portable float path, the ratio stayed <= 0.20 and test accuracy >= 0.76.
+    result = fit(model, digits, ["retain", "forget"], Recipe(epochs=8, batch_size=32, lr=0.05), progress=False)
     after = training.per_sample_loss(model, digits, "retain").mean().item()
     below(result["history"][-1]["loss"], result["history"][0]["loss"], "training: last epoch's loss < first's")
-    below(after, 0.5 * before, "training: 4 epochs halve the retain loss")
-    below(0.6, training.accuracy(model, digits, "test"), "training: test accuracy > 0.6 after 4 epochs")
+    below(after, 0.5 * before, "training: 8 epochs halve the retain loss")
+    below(0.6, training.accuracy(model, digits, "test"), "training: test accuracy > 0.6 after 8 epochs")
     assert result["time"] > 0
 
 
