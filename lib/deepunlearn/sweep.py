@@ -140,9 +140,9 @@ class Objective:
         if len(ahead) >= self.n_trials:  # another worker got there first: do no work, count nothing
             raise optuna.TrialPruned("study already has N trials complete or running")
         spec = get_method(self.method)
-        hp = spec.space(trial, self.ctx)
         t0 = time.perf_counter()
         try:
+            hp = spec.space(trial, self.ctx)
             model, seconds = run_method(self.method, self.original, self.data, hp)
             u = metrics.evaluate(model, self.data)
             r = metrics.evaluate(self.retrained, self.data) if self.recompute_reference else self.r_metrics
