@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
 from conftest import clone_state
-from deepunlearn.methods import run_method
+from deepunlearn.methods import get_method, run_method
 from deepunlearn.methods.cfw import balanced_class_weights, class_weighted_ce, confuse
+from deepunlearn.methods.space import NONNEG
 from deepunlearn.models import create_model
 
 
@@ -49,7 +50,8 @@ def test_loss_is_batch_mean_ce_times_mean_class_weight():
     torch.testing.assert_close(class_weighted_ce(logits, y, w), F.cross_entropy(logits, y) * (13 / 5))
 
 
-def test_cfw_confuses_again_only_when_there_is_a_penultimate_epoch(tiny_data):
+def test_cfw_confuses_again_only_when_there_is_a_penultimate_epoch(tiny_data, monkeypatch):
+    monkeypatch.setitem(get_method("cfw").domains, "lr", NONNEG)  # lr 0 is no user value, but it freezes SGD here
     original = create_model("tinycnn", tiny_data.num_classes, seed=0)
     before = clone_state(original)
     hp = {"lr": 0.0, "start_confuser_std": 0.0, "final_confuser_std": 0.1, "batch_size": 16}

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from conftest import clone_state
-from deepunlearn.methods import run_method
+from deepunlearn.methods import get_method, run_method
 from deepunlearn.methods.ct import transpose_convs
+from deepunlearn.methods.space import NONNEG
 from deepunlearn.models import create_model
 
 
@@ -36,7 +37,8 @@ def test_transpose_convs_transposes_every_conv_kernel_and_nothing_else(arch):
     assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
 
 
-def test_ct_starts_from_the_transposed_original_and_fine_tunes(tiny_data):
+def test_ct_starts_from_the_transposed_original_and_fine_tunes(tiny_data, monkeypatch):
+    monkeypatch.setitem(get_method("ct").domains, "lr", NONNEG)  # lr 0 is no user value, but it freezes SGD here
     original = create_model("tinycnn", tiny_data.num_classes, seed=0)
     expected = create_model("tinycnn", tiny_data.num_classes, seed=0)
     transpose_convs(expected)

@@ -8,8 +8,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from deepunlearn.methods import run_method
+from deepunlearn.methods import get_method, run_method
 from deepunlearn.methods.fcs import contrast_loss, uniform_kl
+from deepunlearn.methods.space import NONNEG
 from deepunlearn.models import create_model
 
 
@@ -50,11 +51,13 @@ def test_contrast_loss_is_cross_entropy_to_a_uniform_target_over_the_retain_batc
     assert contrast_loss(z_f, z_r, tau).item() > math.log(7)
 
 
-def test_retain_round_is_sgd_with_lr_scaled_by_batch_size_over_64(tiny_data):
+def test_retain_round_is_sgd_with_lr_scaled_by_batch_size_over_64(tiny_data, monkeypatch):
     """Stage 1 and the forget round switched off (lr 0): one retain batch gives one SGD step at lr·B/64.
 
     Train mode uses batch statistics, so the forget round's BN-statistic updates do not change that gradient.
     """
+    for name in ("lr", "forget_lr"):  # lr 0 is no user value, but it switches those rounds off here
+        monkeypatch.setitem(get_method("fcs").domains, name, NONNEG)
     data = tiny_data.with_splits(retain=tiny_data.splits["retain"][:16])
     original = create_model("tinycnn", data.num_classes, seed=0)
     hp = {"epochs": 1, "batch_size": 16, "lr": 0.0, "forget_lr": 0.0, "eta_min": 0.0,

@@ -9,8 +9,9 @@ import torch
 from torch.nn.utils import prune
 
 from conftest import clone_state
-from deepunlearn.methods import run_method
+from deepunlearn.methods import get_method, run_method
 from deepunlearn.methods.prmq import global_l1_prune, prunable, reinit_zeros
+from deepunlearn.methods.space import NONNEG
 from deepunlearn.models import create_model
 
 
@@ -66,7 +67,8 @@ def test_reinit_redraws_only_zero_weights_within_the_fan_in_bound():
         assert new[zero].abs().max() <= 1 / math.sqrt(t[0].numel())  # fan_in = c_in · k_h · k_w
 
 
-def test_prmq_runs_max_iters_plus_one_steps_and_returns_fp16_representable_weights(tiny_data):
+def test_prmq_runs_max_iters_plus_one_steps_and_returns_fp16_representable_weights(tiny_data, monkeypatch):
+    monkeypatch.setitem(get_method("prmq").domains, "lr", NONNEG)  # lr 0 is no user value, but it freezes SGD here
     original = fresh()
     before = clone_state(original)
     # 48 retain / batch 16 = 3 batches; epochs 1.5 → max_iters = int(4.5) = 4 → 5 train-mode steps

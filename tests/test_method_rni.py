@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepunlearn.methods import run_method
+from deepunlearn.methods import get_method, run_method
 from deepunlearn.methods.rni import LAYER_SELECT, is_bn
+from deepunlearn.methods.space import NONNEG
 from deepunlearn.models import create_model
 
 BASE = {"batch_size": 8, "fine_epochs": 0, "reset_epochs": 1, "noise_ratio": 1.0}
@@ -70,7 +71,8 @@ def test_partial_epoch_trains_only_the_chosen_tensors_and_every_bn(setup):
     assert all(p.requires_grad for p in model.parameters())  # restored after the partial epochs
 
 
-def test_noise_has_the_requested_scale_and_skips_tensors_trained_earlier(setup):
+def test_noise_has_the_requested_scale_and_skips_tensors_trained_earlier(setup, monkeypatch):
+    monkeypatch.setitem(get_method("rni").domains, "lr", NONNEG)  # lr 0 is no user value, but it freezes SGD here
     original, data, reset = setup
     # epoch 0 is a reset epoch (no noise), epoch 1 adds noise; lr 0 so only the noise moves weights
     model, _ = run_method("rni", original, data, {**BASE, "epochs": 2, "lr": 0.0, "origin_noise": 0.5})
@@ -82,7 +84,8 @@ def test_noise_has_the_requested_scale_and_skips_tensors_trained_earlier(setup):
     assert abs(noise.std().item() - 0.5) < 0.05
 
 
-def test_fine_epochs_train_every_tensor(setup):
+def test_fine_epochs_train_every_tensor(setup, monkeypatch):
+    monkeypatch.setitem(get_method("rni").domains, "lr", NONNEG)  # lr 0 is no user value, but it freezes SGD here
     original, data, reset = setup
     model, _ = run_method("rni", original, data, {**BASE, "epochs": 1, "fine_epochs": 1, "lr": 0.0,
                                                   "fine_lr": 0.1})

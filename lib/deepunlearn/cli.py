@@ -1,10 +1,11 @@
-"""`deepunlearn` command line: datasets, split sizes, the method registry."""
+"""`deepunlearn` command line: datasets, split sizes, the method registry, store checks."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 
 from deepunlearn.errors import UserError
 
@@ -47,6 +48,34 @@ def cmd_methods(args: argparse.Namespace) -> None:
         print(f"{n:10s} {d:10s} {s}")
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    """`store verify`: check every artifact against its hashes; `store repair`: also remove the bad ones."""
+    from deepunlearn.store import Store
+
+    store = Store(args.store)
+    if not store.root.is_dir():
+        raise UserError(f"No store at {store.root}; pass the store folder with --store.")
+    t0 = time.perf_counter()
+    bad, recorded, n = store.verify()
+    busy = 0
+    for d in recorded:
+        print(f"hashed  {d.relative_to(store.root)} (stored before hashes were kept; trusted from now on)")
+    for d, problem in bad:
+        if args.action == "repair":
+            gone = store.remove(d)
+            busy += not gone
+            print(f"{'removed' if gone else 'BUSY   '} {d.relative_to(store.root)}: {problem}"
+                  + ("" if gone else " (being rebuilt by another process; left alone)"))
+        else:
+            print(f"BAD     {d.relative_to(store.root)}: {problem}")
+    seconds = time.perf_counter() - t0
+    print(f"{n} artifacts checked in {seconds:.1f}s: {len(bad)} bad"
+          + (", removed: rerun the stages to rebuild them" if args.action == "repair" and bad else "")
+          + (f"; run `deepunlearn store repair --store {store.root}` to remove them" if args.action == "verify"
+             and bad else ""))
+    return 1 if (bad and args.action == "verify") or busy else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `deepunlearn` command."""
     p = argparse.ArgumentParser(prog="deepunlearn", description=__doc__)
@@ -62,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("methods", help="list unlearning methods and their searched hyperparameters")
     m.add_argument("--markdown", action="store_true", help="print the docs/methods.md table")
     m.set_defaults(fn=cmd_methods)
+    st = sub.add_parser("store", help="verify the store's artifacts against their hashes, or remove the bad ones")
+    st.add_argument("action", choices=["verify", "repair"])
+    st.add_argument("--store", default="outputs/store", help="the store folder (default outputs/store)")
+    st.set_defaults(fn=cmd_store)
     args = p.parse_args(argv)
     try:
-        args.fn(args)
+        return args.fn(args) or 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Render a stage notebook: notebooks/<stage>.py + params/<stage>/<config>.yaml → outputs/nb/<stage>/<config>.ipynb.
 
 The executed notebook is written to `<config>.partial.ipynb` and renamed only on success, so a
-failed run never leaves something that looks finished.
+failed run never leaves something that looks finished; a failed one is kept as
+`<config>.failed.ipynb` for its details. A `UserError` raised inside the notebook reaches the
+terminal as its one sentence (exit status 2); any other error is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -39,10 +41,20 @@ def render(stage: str, config: str, root: Path = Path("."), out_dir: Path | None
     src_ipynb = out_dir / f".{config}.source.ipynb"
     jupytext.write(jupytext.read(source), src_ipynb)
     os.environ["DEEPUNLEARN_PROGRESS"] = "text"  # the kernel inherits it: see training._progress
-    papermill.execute_notebook(str(src_ipynb), str(partial), parameters=params, log_output=log_output,
-                               progress_bar=False, cwd=str(root), kernel_name="python3")
+    try:
+        papermill.execute_notebook(str(src_ipynb), str(partial), parameters=params, log_output=log_output,
+                                   progress_bar=False, cwd=str(root), kernel_name="python3")
+    except papermill.PapermillExecutionError as e:
+        failed = out_dir / f"{config}.failed.ipynb"
+        if partial.exists():
+            os.replace(partial, failed)
+        if e.ename == "UserError":
+            raise UserError(f"{e.evalue.rstrip('.')}; details in {failed}.") from None
+        raise
+    finally:
+        src_ipynb.unlink(missing_ok=True)
     os.replace(partial, final)
-    src_ipynb.unlink(missing_ok=True)
+    (out_dir / f"{config}.failed.ipynb").unlink(missing_ok=True)
     return final
 
 

@@ -6,14 +6,20 @@ A trial that throws scores +inf on all four and the sweep goes on. A study stops
 *complete* trials, however many workers share it: each trial first checks that fewer than N
 trials are ahead of it (complete or running), else it is pruned before doing any work. Workers
 send heartbeats; a trial left running by a dead worker (stale heartbeat, or none at all after the
-grace period) is failed and retried once by whichever worker sees it next. What does not depend
-on the trial (data, the Original model, R's metrics) is computed once per study.
+grace period, or a dead process on this host) is failed and retried with the same parameters by
+whichever worker sees it next. Each trial's random draws are a function of the sampler's seed and
+the trial's draw index (its place among the study's fresh trials; a retry keeps the index of the
+trial it repeats), never of how long the sampler process has lived, so a study killed and resumed
+ends with the same trials as an uninterrupted one. What does not depend on the trial (data, the
+Original model, R's metrics) is computed once per study.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+import os
+import socket
 import time
 import warnings
 from dataclasses import dataclass
@@ -54,12 +60,31 @@ def e_max(training_epochs: int) -> int:
     return max(1, -(-training_epochs // 5))
 
 
+DRAW_KEY = "deepunlearn:draw"  # trial system attribute: the index its random draws are seeded with
+WORKER_KEY = "deepunlearn:worker"  # trial system attribute: [host, pid] of the process running it
+
+
+def _process_gone(worker: list | None) -> bool:
+    """True when `worker` ([host, pid]) names a process of this host that no longer exists."""
+    if not worker or worker[0] != socket.gethostname() or worker[1] == os.getpid():
+        return False
+    try:
+        os.kill(int(worker[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 class HeartbeatStorage(optuna.storages.RDBStorage):
     """RDBStorage whose stale trials also include RUNNING trials that never stored a heartbeat.
 
     Optuna starts a trial (RUNNING) a moment before its worker's first heartbeat; a worker killed in
     between leaves a trial Optuna never fails, and a study waiting for N complete trials would wait
     forever. A live worker beats within milliseconds, so no beat after the grace period means dead.
+    A trial whose worker process on this host is gone is stale at once: a resumed worker need not
+    wait out the grace period.
     """
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
@@ -67,8 +92,10 @@ class HeartbeatStorage(optuna.storages.RDBStorage):
         grace = datetime.timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
         now = datetime.datetime.now()  # datetime_start is the creating worker's local clock
         for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            if t._trial_id not in stale and t.datetime_start and now - t.datetime_start > grace \
-                    and self._heartbeat(t._trial_id) is None:
+            if t._trial_id in stale:
+                continue
+            silent = t.datetime_start and now - t.datetime_start > grace and self._heartbeat(t._trial_id) is None
+            if silent or _process_gone(t.system_attrs.get(WORKER_KEY)):
                 stale.append(t._trial_id)
         return stale
 
@@ -81,21 +108,44 @@ class HeartbeatStorage(optuna.storages.RDBStorage):
             return None if row is None else row.heartbeat
 
 
+class TrialSeededNSGAIII(optuna.samplers.NSGAIIISampler):
+    """NSGA-III whose random streams are reseeded before each trial from (seed, the trial's draw index)."""
+
+    def __init__(self, seed: int, **kwargs: Any):
+        super().__init__(seed=seed, **kwargs)
+        self.study_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        draw = trial.system_attrs.get(DRAW_KEY)  # a retry carries the index of the trial it repeats
+        if draw is None:
+            earlier = [t.system_attrs[DRAW_KEY] for t in study.get_trials(deepcopy=False)
+                       if t.number < trial.number and DRAW_KEY in t.system_attrs and t.state != TrialState.PRUNED]
+            draw = max(earlier, default=-1) + 1
+        storage = study._storage
+        storage.set_trial_system_attr(trial._trial_id, DRAW_KEY, draw)
+        storage.set_trial_system_attr(trial._trial_id, WORKER_KEY, [socket.gethostname(), os.getpid()])
+        independent, relative = np.random.SeedSequence([self.study_seed, draw]).generate_state(2)
+        self._random_sampler._rng.rng.seed(int(independent))
+        self._rng.rng.seed(int(relative))
+        super().before_trial(study, trial)
+
+
 def open_study(url: str, name: str, seed: int, heartbeat: int = 60, worker: int = 0) -> optuna.Study:
     """Create or load a study: NSGA-III seeded by the model seed, 4 minimised objectives, heartbeats.
 
     Worker 0's sampler is seeded with the model seed exactly (spec F); worker k > 0 sharing the
-    study gets seed + 1000·k, else every worker would propose the same first generation.
+    study gets seed + 1000·k, so two workers drawing for the same index at once draw differently.
+    A killed trial is retried (up to 3 times) with its parameters and its draw index.
     Workers starting together race to create the schema and the study; the loser retries.
     """
     for attempt in range(5):
         try:
             storage = HeartbeatStorage(
                 url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
                 engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None)
             return optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                       sampler=optuna.samplers.NSGAIIISampler(seed=seed + 1000 * worker),
+                                       sampler=TrialSeededNSGAIII(seed=seed + 1000 * worker),
                                        directions=["minimize"] * 4)
         except Exception:  # sqlalchemy IntegrityError / optuna DuplicatedStudyError from a concurrent create
             if attempt == 4:
@@ -140,9 +190,9 @@ class Objective:
         if len(ahead) >= self.n_trials:  # another worker got there first: do no work, count nothing
             raise optuna.TrialPruned("study already has N trials complete or running")
         spec = get_method(self.method)
-        hp = spec.space(trial, self.ctx)
         t0 = time.perf_counter()
         try:
+            hp = spec.space(trial, self.ctx)
             model, seconds = run_method(self.method, self.original, self.data, hp)
             u = metrics.evaluate(model, self.data)
             r = metrics.evaluate(self.retrained, self.data) if self.recompute_reference else self.r_metrics

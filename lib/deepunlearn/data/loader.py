@@ -7,6 +7,7 @@ keeps every image on the device as uint8 and normalises / augments whole batches
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,14 +18,47 @@ import torch
 from deepunlearn.data import registry, transforms
 from deepunlearn.data.splits import make_splits, split_checksum
 from deepunlearn.errors import UserError
-from deepunlearn.store import Store, read_json, write_json
+from deepunlearn.store import Store, file_sha256, read_json, write_json
 
 Split = str | Sequence[str] | torch.Tensor
 
 
-def _source_fingerprint(folder: Path) -> list:
-    """Names and sizes of the source files: cheap, and changes when the files do."""
-    return sorted([p.name, p.stat().st_size] for p in folder.iterdir() if p.is_file())[:100000]
+FINGERPRINTS = ".fingerprints.json"  # in the store: sha256 of source files by (path, size, mtime)
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def source_fingerprint(files: list[Path], store: Store) -> tuple[str, dict[str, str]]:
+    """sha256 over the source files' contents, and the cache entries it used or made.
+
+    A file's hash is reused while its path, size and modification time are unchanged, so a rerun
+    does not rehash 180 MB; an edited or replaced file is hashed again and gives a new dataset key.
+    """
+    try:
+        cache = read_json(store.root / FINGERPRINTS)
+    except (OSError, ValueError):
+        cache = {}
+    entries = {}
+    for f in sorted(files):
+        key = _file_key(f)
+        entries[key] = cache.get(key) or file_sha256(f)
+    digest = hashlib.sha256("".join(f"{Path(k.split('|')[0]).name}:{v}\n" for k, v in sorted(entries.items()))
+                            .encode()).hexdigest()
+    return digest, entries
+
+
+def _remember(store: Store, entries: dict[str, str]) -> None:
+    """Add fingerprint cache entries (only once the dataset was read fine, so a failed run changes nothing)."""
+    path = store.root / FINGERPRINTS
+    try:
+        cache = read_json(path)
+    except (OSError, ValueError):
+        cache = {}
+    if not entries.items() <= cache.items():
+        write_json(path, {**cache, **entries})
 
 
 def prepare_dataset(name: str, store: Store, data_root: str | Path | None = None,
@@ -32,8 +66,8 @@ def prepare_dataset(name: str, store: Store, data_root: str | Path | None = None
     """Store folder holding `images.npy` (N×c×S×S uint8), `labels.npy` and `meta.json` for `name`."""
     info = registry.get_dataset_info(name)
     folder = registry.require(name, data_root, download)
-    params = {"dataset": name, "source": _source_fingerprint(folder) if name != "digits" else "sklearn",
-              "img_size": info.img_size, "version": 1}
+    digest, entries = source_fingerprint(info.sources(folder), store) if info.sources else ("bundled", {})
+    params = {"dataset": name, "source": digest, "img_size": info.img_size, "version": 2}
 
     def build(out: Path) -> None:
         images, labels, n_train = info.read(folder)
@@ -43,7 +77,9 @@ def prepare_dataset(name: str, store: Store, data_root: str | Path | None = None
         write_json(out / "meta.json", {"n_train": int(n_train), "n_test": int(len(labels) - n_train),
                                        "source": str(folder)})
 
-    return store.get_or_compute("dataset", params, build, label=name)
+    path = store.get_or_compute("dataset", params, build, label=name)
+    _remember(store, entries)
+    return path
 
 
 def load_splits(name: str, store: Store, n_train: int, n_test: int, subset: int | None = None) -> dict:

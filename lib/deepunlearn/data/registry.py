@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ class DatasetInfo:
     lengths: Callable[[Path], tuple[int, int]]  # (n_train, n_test), reading as little as possible
     read: Callable[[Path], tuple[np.ndarray, np.ndarray, int]]  # images N×H×W(×3) uint8, labels, n_train
     download: Callable[[Path], None] | None = None
+    fallbacks: tuple[Path, ...] = ()  # system copies, looked in only when no data_root is given
+    sources: Callable[[Path], list[Path]] | None = None  # the files `read` reads (None: none, e.g. bundled)
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
@@ -64,14 +67,23 @@ def default_data_root() -> Path | None:
     return Path("data") if Path("data").is_dir() else None
 
 
+def _explicit_root(data_root: str | Path | None) -> bool:
+    """A data_root parameter or $DEEPUNLEARN_DATA names where the data is: no fallback to system copies."""
+    return bool(data_root) or bool(os.environ.get("DEEPUNLEARN_DATA"))
+
+
 def locate(name: str, data_root: str | Path | None = None) -> Path | None:
-    """The first folder holding `name`'s files, or None."""
+    """The first folder holding `name`'s files, or None; system copies only when no root is given."""
     info = get_dataset_info(name)
     root = Path(data_root) if data_root else default_data_root()
-    for folder in info.candidates(root):
+    folders = info.candidates(root) + ([] if _explicit_root(data_root) else list(info.fallbacks))
+    for folder in folders:
         if folder.is_dir() and info.is_present(folder):
             return folder
     return None
+
+
+_NOTED: set[Path] = set()
 
 
 def require(name: str, data_root: str | Path | None = None, download: bool = False) -> Path:
@@ -79,6 +91,9 @@ def require(name: str, data_root: str | Path | None = None, download: bool = Fal
     info = get_dataset_info(name)
     folder = locate(name, data_root)
     if folder is not None:
+        if folder in info.fallbacks and folder not in _NOTED:  # say so: the user named no folder
+            _NOTED.add(folder)
+            print(f"note: no data_root given; reading {name} from {folder}", file=sys.stderr, flush=True)
         return folder
     root = Path(data_root) if data_root else default_data_root()
     if download and info.download is not None:
@@ -86,9 +101,11 @@ def require(name: str, data_root: str | Path | None = None, download: bool = Fal
         folder = locate(name, root or Path("data"))
         if folder is not None:
             return folder
-    looked = ", ".join(str(p) for p in info.candidates(root)) or \
-        "no folder: no data_root given, $DEEPUNLEARN_DATA unset and no ./data"
-    raise UserError(f"Dataset {name!r} was not found (looked in {looked}); {info.how_to_get}")
+    looked = [str(p) for p in info.candidates(root) + ([] if _explicit_root(data_root) else list(info.fallbacks))]
+    where = ", ".join(looked) or "no folder: no data_root given, $DEEPUNLEARN_DATA unset and no ./data"
+    if _explicit_root(data_root) and info.fallbacks:
+        where += f"; not in {', '.join(map(str, info.fallbacks))}, since a data_root was given"
+    raise UserError(f"Dataset {name!r} was not found (looked in {where}); {info.how_to_get}")
 
 
 # --- MNIST-like (IDX files) -------------------------------------------------------------------
@@ -101,6 +118,11 @@ def _idx_present(folder: Path) -> bool:
 def _idx_lengths(folder: Path) -> tuple[int, int]:
     return (readers.idx_length(readers.find_file(folder, "train-labels-idx1-ubyte")),
             readers.idx_length(readers.find_file(folder, "t10k-labels-idx1-ubyte")))
+
+
+def _idx_sources(folder: Path) -> list[Path]:
+    return [readers.find_file(folder, f"{p}-{k}-idx{d}-ubyte") for p in ("train", "t10k")
+            for k, d in (("images", 3), ("labels", 1))]
 
 
 def _idx_read(folder: Path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -120,8 +142,7 @@ def _tv_download(cls_name: str) -> Callable[[Path], None]:
 
 def _mnist_like(name: str, tv_name: str, mean: float, std: float, extra: tuple[Path, ...] = ()) -> DatasetInfo:
     def candidates(root: Path | None) -> list[Path]:
-        found = [root / tv_name / "raw", root / name, root] if root else []
-        return found + list(extra)
+        return [root / tv_name / "raw", root / name, root] if root else []
 
     return DatasetInfo(
         name=name, num_classes=10, img_size=32, mean=(mean,) * 3, std=(std,) * 3, augment="flip",
@@ -129,7 +150,7 @@ def _mnist_like(name: str, tv_name: str, mean: float, std: float, extra: tuple[P
         how_to_get=f"put the four IDX files in DATA_ROOT/{tv_name}/raw (data_root= or $DEEPUNLEARN_DATA), "
                    f"or pass download=True to fetch them with torchvision.",
         candidates=candidates, is_present=_idx_present, lengths=_idx_lengths, read=_idx_read,
-        download=_tv_download(tv_name))
+        download=_tv_download(tv_name), fallbacks=extra, sources=_idx_sources)
 
 
 register_dataset(_mnist_like("mnist", "MNIST", 0.1307, 0.3081))
@@ -149,7 +170,7 @@ def _cifar(name: str, folder_name: str, train_files: list[str], test_file: str, 
         return all((folder / f).is_file() for f in train_files + [test_file])
 
     def read(folder: Path) -> tuple[np.ndarray, np.ndarray, int]:
-        parts = [readers.read_cifar_pickle(folder / f, label_key) for f in train_files + [test_file]]
+        parts = [readers.read_cifar_pickle(folder / f, label_key, num_classes) for f in train_files + [test_file]]
         n_train = sum(len(p[1]) for p in parts[:-1])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), n_train
 
@@ -162,7 +183,8 @@ def _cifar(name: str, folder_name: str, train_files: list[str], test_file: str, 
         batch_size=256,
         how_to_get=f"extract the python version of {tv_name} to DATA_ROOT/{folder_name} (data_root= or "
                    f"$DEEPUNLEARN_DATA), or pass download=True to fetch it with torchvision.",
-        candidates=candidates, is_present=present, lengths=lengths, read=read, download=_tv_download(tv_name))
+        candidates=candidates, is_present=present, lengths=lengths, read=read, download=_tv_download(tv_name),
+        sources=lambda folder: [folder / f for f in train_files + [test_file]])
 
 
 register_dataset(_cifar("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
@@ -211,7 +233,8 @@ register_dataset(DatasetInfo(
     augment="none", epochs=50, batch_size=128,
     how_to_get="download the 'Aligned&Cropped Faces' archive of UTKFace by hand and extract it to "
                "DATA_ROOT/UTKface_Aligned_cropped/UTKFace (data_root= or $DEEPUNLEARN_DATA).",
-    candidates=_utk_candidates, is_present=_utk_present, lengths=_utk_lengths, read=_utk_read))
+    candidates=_utk_candidates, is_present=_utk_present, lengths=_utk_lengths, read=_utk_read,
+    sources=readers.utkface_files))
 
 
 # --- digits: scikit-learn's bundled 8×8 digits, real and offline, for tests ----------------------

@@ -60,9 +60,20 @@ def load_plugins(paths: list[str]) -> None:
                 raise UserError(f"Plugin file {p} does not exist; fix the path in `plugins`.")
             spec = importlib.util.spec_from_file_location(f"deepunlearn_plugin_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except SyntaxError as e:
+                raise UserError(f"Plugin file {p} has a syntax error at line {e.lineno} ({e.msg}); "
+                                f"fix the file.") from None
+            except UserError:
+                raise
+            except Exception as e:  # noqa: BLE001  the user's code: any failure to import is a bad plugin
+                raise UserError(f"Plugin file {p} failed to import ({type(e).__name__}: {e}); fix the file.") from None
         else:
-            importlib.import_module(p)
+            try:
+                importlib.import_module(p)
+            except ModuleNotFoundError as e:
+                raise UserError(f"Plugin module {p} cannot be imported ({e}); fix the name in `plugins`.") from None
 
 
 load_builtin_methods()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,42 @@ from deepunlearn.errors import UserError
 from deepunlearn.training import Timer
 
 RUN_SEED = 123  # spec B.3 / D.0: setup_seed(123) right before unlearn(), for every model seed
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a hyperparameter may take: an interval, each end open or closed or absent."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, v: Any) -> bool:
+        if isinstance(v, (list, tuple)):  # a per-epoch schedule, e.g. RNI's fine_lr
+            return len(v) > 0 and all(x in self for x in v)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            return False
+        above = self.low is None or (v > self.low if self.low_open else v >= self.low)
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '≥'} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '≤'} {self.high:g}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+COUNT = Domain(1)  # epochs, batch sizes, block counts: at least one
+COUNT0 = Domain(0)  # counts where 0 means "skip this phase"
+POSITIVE = Domain(0, low_open=True)  # learning rates, temperatures
+NONNEG = Domain(0)  # weight decays, noise scales, loss weights
+UNIT = Domain(0, 1)  # fractions and convex weights
+MOMENTUM = Domain(0, 1, high_open=True)
+# Fields a method need not declare: a plugin's `epochs` or `lr` is checked like a built-in's.
+CONVENTIONAL = {"epochs": COUNT, "batch_size": COUNT, "lr": POSITIVE, "momentum": MOMENTUM, "weight_decay": NONNEG}
 
 
 @dataclass(frozen=True)
@@ -45,16 +82,55 @@ class MethodSpec:
     paper: str = ""
     idea: str = ""
     reference: bool = False  # `original` / `retrain`: not unlearning methods, the two yardsticks
+    domains: dict[str, Domain] = dataclasses.field(default_factory=dict)  # field -> the values it may take
 
     def make_hp(self, **values: Any) -> Any:
-        """The hyperparameter dataclass from defaults and `values`; integer fields are cast (spec F)."""
+        """The hyperparameter dataclass from defaults and `values`, checked; integer fields are cast (spec F)."""
         fields = {f.name: f for f in dataclasses.fields(self.hparams)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise UserError(f"Method {self.name!r} has no hyperparameter(s) {', '.join(unknown)}; "
                             f"its hyperparameters are {', '.join(fields) or 'none'}.")
-        cast = {k: (int(v) if fields[k].type in ("int", int) else v) for k, v in values.items()}
-        return self.hparams(**cast)
+        cast = {}
+        for k, v in values.items():
+            if fields[k].type in ("int", int) and not isinstance(v, bool):
+                try:
+                    v = int(v)
+                except (TypeError, ValueError, OverflowError):
+                    raise UserError(f"Method {self.name!r}: {k}={v!r} is not a number; give an integer.") from None
+            cast[k] = v
+        return self.check_hp(self.hparams(**cast))
+
+    def domain(self, field: str) -> Domain | None:
+        """The declared domain of `field` (a conventional one for epochs, batch_size, lr, … if undeclared)."""
+        return self.domains.get(field, CONVENTIONAL.get(field))
+
+    def check_hp(self, hp: Any) -> Any:
+        """`hp` itself when every field lies in its domain, else one sentence naming the first that does not."""
+        for f in dataclasses.fields(hp):
+            d, v = self.domain(f.name), getattr(hp, f.name)
+            if d is not None and v not in d:
+                where = str(d) if d.low is None or d.high is None else f"in {d}"
+                raise UserError(f"Method {self.name!r}: hyperparameter {f.name}={v!r} is outside its domain {d}; "
+                                f"set {f.name} to a value {where}.")
+        return hp
+
+    def check_space(self, ctx: SearchContext) -> None:
+        """One sentence if the search space cannot be sampled: an empty range, an error, a value outside its domain."""
+        from deepunlearn.methods.space import ProbeTrial
+
+        if self.space is None:
+            raise UserError(f"Method {self.name!r} has no search space; remove it from the sweep's methods.")
+        try:
+            hp = self.space(ProbeTrial(), ctx)
+        except Exception as e:  # noqa: BLE001  the user's space function: any error is a bad space
+            raise UserError(f"The search space of method {self.name!r} cannot be sampled "
+                            f"({type(e).__name__}: {str(e).rstrip('.')}); fix its space function.") from None
+        try:
+            self.make_hp(**hp)
+        except UserError as e:
+            raise UserError(f"The search space of method {self.name!r} proposes values its method rejects: "
+                            f"{str(e).rstrip('.')}.") from None
 
     def searched(self) -> list[str]:
         """Names of the hyperparameters the search samples (fixed ones like momentum 0.9 excluded)."""
@@ -71,10 +147,14 @@ _METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, *, display: str, hparams: type, space: Callable | None = None, paper: str = "",
-                    idea: str = "", reference: bool = False) -> Callable:
-    """Decorator registering `fn(model, data, hp) -> model` under `name` (a user's own method too)."""
+                    idea: str = "", reference: bool = False, domains: dict[str, Domain] | None = None) -> Callable:
+    """Decorator registering `fn(model, data, hp) -> model` under `name` (a user's own method too).
+
+    `domains` maps hyperparameter names to the values they may take; a value outside stops the run
+    before any work. Undeclared `epochs`, `batch_size`, `lr`, `momentum`, `weight_decay` get the usual ones.
+    """
     def deco(fn: Callable) -> Callable:
-        _METHODS[name] = MethodSpec(name, display, fn, hparams, space, paper, idea, reference)
+        _METHODS[name] = MethodSpec(name, display, fn, hparams, space, paper, idea, reference, dict(domains or {}))
         return fn
     return deco
 
@@ -121,7 +201,7 @@ def run_method(name: str, original: nn.Module, data: DeviceData, hp: dict | Any 
     spec = get_method(name)
     if spec.reference:
         raise UserError(f"{name!r} is a reference model, not a method; the unlearn stage fetches it from the store.")
-    params = hp if dataclasses.is_dataclass(hp) else spec.make_hp(**(hp or {}))
+    params = spec.check_hp(hp) if dataclasses.is_dataclass(hp) else spec.make_hp(**(hp or {}))
     seed_everything(seed)
     with Timer(data.device) as t:
         model = copy.deepcopy(original)

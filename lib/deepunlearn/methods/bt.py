@@ -25,6 +25,10 @@ class BTParams:
     kl_temperature: float = 1.0
 
 
+# the values each field may take (checked before any work)
+BT_DOMAINS = {**space.STD_DOMAINS, "kl_temperature": space.POSITIVE}
+
+
 def bt_space(trial, ctx) -> dict:
     """kl_temperature in [0, 5] + STD without momentum (Adam ignores it)."""
     hp = space.std(trial, ctx)
@@ -57,7 +61,7 @@ def bt_targets(x: torch.Tensor, is_forget: torch.Tensor, good: nn.Module, bad: n
     return torch.where(is_forget[:, None], p_bad, p_good)
 
 
-@register_method("bt", display="BT", hparams=BTParams, space=bt_space,
+@register_method("bt", display="BT", hparams=BTParams, space=bt_space, domains=BT_DOMAINS,
                  paper="Chundawat et al., AAAI 2023 (Can Bad Teaching Induce Forgetting?)",
                  idea="distil the Original on retain samples and a random network on forget samples into the student")
 def bad_teacher(model, data, hp: BTParams):

@@ -24,6 +24,11 @@ class CFKParams:
     sgda_weight_decay: float = 0.1  # weight of the L2 pull towards the starting weights θ₀
 
 
+# the values each field may take (checked before any work)
+CFK_DOMAINS = {**space.STD_DOMAINS, "sgda_decay_rate": space.UNIT, "sgda_weight_decay": space.NONNEG,
+               "num_blocks": space.COUNT}
+
+
 def cfk_space(trial, ctx) -> dict:
     """Epochs, batch size, lr, decay rate, L2 weight and k (sgda_learning_rate and momentum are dead)."""
     return {"epochs": space.epochs(trial, ctx), "batch_size": space.batch_size(trial, ctx),
@@ -77,7 +82,7 @@ def finetune_last_k(model: nn.Module, data: DeviceData, hp: CFKParams, parts: li
     return model.train()
 
 
-@register_method("cfk", display="CF-k", hparams=CFKParams, space=cfk_space,
+@register_method("cfk", display="CF-k", hparams=CFKParams, space=cfk_space, domains=CFK_DOMAINS,
                  paper="Goel et al. 2022 (Towards Adversarial Evaluation of Machine Unlearning)",
                  idea="fine-tune only the last k blocks and the classifier on the retain set, the rest frozen")
 def catastrophic_forgetting_k(model, data, hp: CFKParams):

@@ -24,6 +24,10 @@ class CFWParams:
     final_confuser_std: float = 0.005  # std of the noise added again after the penultimate epoch
 
 
+# the values each field may take (checked before any work)
+CFW_DOMAINS = {**space.STD_DOMAINS, "start_confuser_std": space.NONNEG, "final_confuser_std": space.NONNEG}
+
+
 def cfw_space(trial, ctx) -> dict:
     """The two confuser stds, uniform on [0, 1], + STD."""
     return {"start_confuser_std": space.unit(trial, "start_confuser_std"),
@@ -57,7 +61,7 @@ def class_weighted_ce(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tens
     return F.cross_entropy(logits, y) * weights[y].mean()
 
 
-@register_method("cfw", display="CFW", hparams=CFWParams, space=cfw_space,
+@register_method("cfw", display="CFW", hparams=CFWParams, space=cfw_space, domains=CFW_DOMAINS,
                  paper="NeurIPS 2023 Machine Unlearning Challenge, 3rd place (kgltop3); "
                        "Triantafillou et al. 2024",
                  idea="add Gaussian noise to the stem conv, fine-tune on retain with balanced class weights, "

@@ -21,6 +21,9 @@ class CTParams:
     weight_decay: float = 5e-4
 
 
+CT_DOMAINS = space.STD_DOMAINS  # the values each field may take (checked before any work)
+
+
 def ct_space(trial, ctx) -> dict:
     """STD only."""
     return space.std(trial, ctx)
@@ -40,7 +43,7 @@ def transpose_convs(model: nn.Module) -> None:
                 m.weight = nn.Parameter(t.contiguous())
 
 
-@register_method("ct", display="CT", hparams=CTParams, space=ct_space,
+@register_method("ct", display="CT", hparams=CTParams, space=ct_space, domains=CT_DOMAINS,
                  paper="NeurIPS 2023 Machine Unlearning Challenge, 5th place (kgltop5); "
                        "Triantafillou et al. 2024",
                  idea="transpose every convolution kernel spatially, then fine-tune on the retain set")

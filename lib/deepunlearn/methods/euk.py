@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from deepunlearn.methods.base import register_method
-from deepunlearn.methods.cfk import CFKParams, cfk_space, finetune_last_k, last_k
+from deepunlearn.methods.cfk import CFK_DOMAINS, CFKParams, cfk_space, finetune_last_k, last_k
 
 
 @dataclass
@@ -41,7 +41,7 @@ def reinitialize(parts: list[nn.Module]) -> None:
                 nn.init.zeros_(m.bias)
 
 
-@register_method("euk", display="EU-k", hparams=EUKParams, space=euk_space,
+@register_method("euk", display="EU-k", hparams=EUKParams, space=euk_space, domains=CFK_DOMAINS,
                  paper="Goel et al. 2022 (Towards Adversarial Evaluation of Machine Unlearning)",
                  idea="re-initialise the last k blocks and the classifier, then retrain only them on the retain set")
 def exact_unlearning_k(model, data, hp: EUKParams):

@@ -29,6 +29,13 @@ class FCSParams:
     temperature: float = 1.15  # τ of the forget/retain logit similarity
 
 
+# the values each field may take (checked before any work)
+FCS_DOMAINS = {**space.STD_DOMAINS, "epochs": space.COUNT0, "retain_lr": space.POSITIVE,
+               "retain_momentum": space.MOMENTUM_DOMAIN, "retain_weight_decay": space.NONNEG,
+               "forget_lr": space.POSITIVE, "forget_momentum": space.MOMENTUM_DOMAIN,
+               "forget_weight_decay": space.NONNEG, "temperature": space.POSITIVE, "eta_min": space.NONNEG}
+
+
 def fcs_space(trial, ctx) -> dict:
     """STD (stage-1 optimiser, batch size, E) + retain and forget optimisers, τ and eta_min."""
     return {**space.std(trial, ctx),
@@ -52,7 +59,7 @@ def contrast_loss(z_f: torch.Tensor, z_r: torch.Tensor, temperature: float) -> t
     return -sim.log_softmax(1).mean()
 
 
-@register_method("fcs", display="FCS", hparams=FCSParams, space=fcs_space,
+@register_method("fcs", display="FCS", hparams=FCSParams, space=fcs_space, domains=FCS_DOMAINS,
                  paper="NeurIPS 2023 Machine Unlearning competition, 1st place (Triantafillou et al. 2024)",
                  idea="forget outputs to uniform, then alternate a forget/retain contrast round and retain fine-tuning")
 def fcs(model, data, hp: FCSParams):

@@ -21,6 +21,10 @@ class FFParams:
     alpha: float = 0.2  # noise scale multiplying the inverse Fisher
 
 
+# the values each field may take (checked before any work)
+FF_DOMAINS = {"batch_size": space.COUNT, "alpha": space.NONNEG}
+
+
 def ff_space(trial, ctx) -> dict:
     """Batch size and alpha; no epochs (no gradient training)."""
     return {"batch_size": space.batch_size(trial, ctx), "alpha": space.unit(trial, "alpha")}
@@ -63,7 +67,7 @@ def fisher_variance(fisher: torch.Tensor, alpha: float, num_classes: int) -> tor
     return var
 
 
-@register_method("ff", display="FF", hparams=FFParams, space=ff_space,
+@register_method("ff", display="FF", hparams=FFParams, space=ff_space, domains=FF_DOMAINS,
                  paper="Golatkar et al. 2020 (Eternal Sunshine of the Spotless Net)",
                  idea="add Gaussian noise to every weight with variance α / (retain-set diagonal Fisher)")
 @torch.no_grad()

@@ -20,12 +20,15 @@ class FTParams:
     weight_decay: float = 5e-4
 
 
+FT_DOMAINS = space.STD_DOMAINS  # the values each field may take (checked before any work)
+
+
 def ft_space(trial, ctx) -> dict:
     """STD only."""
     return space.std(trial, ctx)
 
 
-@register_method("ft", display="FT", hparams=FTParams, space=ft_space,
+@register_method("ft", display="FT", hparams=FTParams, space=ft_space, domains=FT_DOMAINS,
                  paper="Golatkar et al. 2020; Warnecke et al. 2021; Jia et al. 2023",
                  idea="fine-tune on the retain set (no augmentation) with SGD and a per-epoch cosine schedule")
 def finetune(model, data, hp: FTParams):

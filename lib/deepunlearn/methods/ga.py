@@ -21,6 +21,9 @@ class GAParams:
     weight_decay: float = 5e-4
 
 
+GA_DOMAINS = space.STD_DOMAINS  # the values each field may take (checked before any work)
+
+
 def ga_space(trial, ctx) -> dict:
     """STD only."""
     return space.std(trial, ctx)
@@ -31,7 +34,7 @@ def negative_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -F.cross_entropy(logits, y)
 
 
-@register_method("ga", display="GA", hparams=GAParams, space=ga_space,
+@register_method("ga", display="GA", hparams=GAParams, space=ga_space, domains=GA_DOMAINS,
                  paper="Thudi et al. 2022; Graves et al. 2021 (via Jia et al. 2023, Unlearn-Sparse)",
                  idea="gradient ascent on the cross-entropy of the forget set; the retain set is not used")
 def gradient_ascent(model, data, hp: GAParams):

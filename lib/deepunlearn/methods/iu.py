@@ -23,6 +23,10 @@ class IUParams:
     alpha: float = 0.2  # step size along the influence direction
 
 
+# the values each field may take (checked before any work)
+IU_DOMAINS = {"batch_size": space.COUNT, "alpha": space.NONNEG}
+
+
 def iu_space(trial, ctx) -> dict:
     """Batch size and alpha (the reference's num_epochs is sampled but unused: left out)."""
     return {"batch_size": space.batch_size(trial, ctx), "alpha": space.unit(trial, "alpha")}
@@ -59,7 +63,7 @@ def woodfisher(model: nn.Module, data: DeviceData, v: torch.Tensor, n: int | Non
     return k
 
 
-@register_method("iu", display="IU", hparams=IUParams, space=iu_space,
+@register_method("iu", display="IU", hparams=IUParams, space=iu_space, domains=IU_DOMAINS,
                  paper="Koh & Liang 2017; Izzo et al. 2021; Jia et al. 2023 (WoodFisher variant)",
                  idea="one Newton-style step θ += α·H⁻¹(∇L_forget-removal), H⁻¹ by WoodFisher on retain")
 def influence_unlearning(model, data, hp: IUParams):

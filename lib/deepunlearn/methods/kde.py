@@ -30,6 +30,12 @@ class KDEParams:
     temperature: float = 5.0  # τ of the softened teacher / student distributions
 
 
+# the values each field may take (checked before any work)
+KDE_DOMAINS = {**space.STD_DOMAINS, "epochs": space.COUNT0, "retain_epochs": space.COUNT0,
+               "temperature": space.POSITIVE, "retain_lr": space.POSITIVE,
+               "retain_momentum": space.MOMENTUM_DOMAIN, "retain_weight_decay": space.NONNEG}
+
+
 def kde_space(trial, ctx) -> dict:
     """τ on [0, 5], retain epochs and retain optimiser, + STD for the warm-up."""
     return {"temperature": space.temperature(trial),
@@ -72,7 +78,7 @@ def distill_epoch(model: nn.Module, teacher: nn.Module, opt: torch.optim.Optimiz
         opt.step()
 
 
-@register_method("kde", display="KDE", hparams=KDEParams, space=kde_space,
+@register_method("kde", display="KDE", hparams=KDEParams, space=kde_space, domains=KDE_DOMAINS,
                  paper="NeurIPS 2023 Machine Unlearning Challenge, 6th place (kgltop6, team Euclid / DUTH); "
                        "Triantafillou et al. 2024",
                  idea="reset the stem conv and classifier, distil the Original on the validation split, then "

@@ -27,6 +27,10 @@ class MSGParams:
     init_rate: float = 0.3  # fraction of each conv's weights re-initialised
 
 
+# the values each field may take (checked before any work)
+MSG_DOMAINS = {**space.STD_DOMAINS, "epochs": space.COUNT0, "init_rate": space.UNIT}
+
+
 def msg_space(trial, ctx) -> dict:
     """STD + init_rate."""
     return {**space.std(trial, ctx), "init_rate": space.unit(trial, "init_rate")}
@@ -79,7 +83,7 @@ def reinit_small_gradients(model: nn.Module, init_rate: float) -> list[tuple[tor
     return masks
 
 
-@register_method("msg", display="MSG", hparams=MSGParams, space=msg_space,
+@register_method("msg", display="MSG", hparams=MSGParams, space=msg_space, domains=MSG_DOMAINS,
                  paper="NeurIPS 2023 Machine Unlearning competition, 2nd place (Triantafillou et al. 2024)",
                  idea="re-initialise the conv weights with the smallest retain-minus-forget gradients, "
                       "then fine-tune on retain with the kept weights' gradients scaled by 0.1")

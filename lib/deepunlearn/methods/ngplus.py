@@ -23,12 +23,15 @@ class NGPlusParams:
     alpha: float = 0.95  # weight of the retain CE; 1 − alpha weighs the (negated) forget CE
 
 
+NGPLUS_DOMAINS = {**space.STD_DOMAINS, "alpha": space.UNIT}  # the values each field may take (checked before any work)
+
+
 def ngplus_space(trial, ctx) -> dict:
     """STD + alpha in [0, 1]."""
     return {**space.std(trial, ctx), "alpha": space.unit(trial, "alpha")}
 
 
-@register_method("ngplus", display="NG+", hparams=NGPlusParams, space=ngplus_space,
+@register_method("ngplus", display="NG+", hparams=NGPlusParams, space=ngplus_space, domains=NGPLUS_DOMAINS,
                  paper="Kurmanji et al. 2023 (NegGrad+, from the SCRUB paper)",
                  idea="minimise alpha·CE on retain batches minus (1 − alpha)·CE on forget batches, in eval mode")
 def neggrad_plus(model, data, hp: NGPlusParams):

@@ -26,6 +26,10 @@ class PRMQParams:
     prune_amount: float = 0.99  # fraction of all conv / linear weights and biases set to zero
 
 
+# the values each field may take (checked before any work)
+PRMQ_DOMAINS = {**space.STD_DOMAINS, "epochs": space.POSITIVE, "prune_amount": space.UNIT}
+
+
 def prmq_space(trial, ctx) -> dict:
     """`prune_amount` uniform on [0, 1] + STD, with epochs a float on [1, E_max]."""
     return {"prune_amount": space.unit(trial, "prune_amount"),
@@ -81,7 +85,7 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
 
 
-@register_method("prmq", display="PRMQ", hparams=PRMQParams, space=prmq_space,
+@register_method("prmq", display="PRMQ", hparams=PRMQParams, space=prmq_space, domains=PRMQ_DOMAINS,
                  paper="NeurIPS 2023 Machine Unlearning Challenge, 4th place (kgltop4); "
                        "Triantafillou et al. 2024",
                  idea="globally prune most weights by magnitude, re-initialise them, retrain on retain with "

@@ -36,6 +36,12 @@ class RNIParams:
     origin_noise: float = 0.04  # std of the additive Gaussian noise
 
 
+# the values each field may take (checked before any work)
+RNI_DOMAINS = {**space.STD_DOMAINS, "epochs": space.COUNT0, "fine_epochs": space.COUNT0, "reset_epochs": space.COUNT0,
+               "fine_lr": space.POSITIVE, "fine_momentum": space.MOMENTUM_DOMAIN, "fine_weight_decay": space.NONNEG,
+               "noise_ratio": space.UNIT, "origin_noise": space.NONNEG}
+
+
 def rni_space(trial, ctx) -> dict:
     """Fine epochs and fine optimiser, reset epochs, noise ratio and scale, + STD."""
     return {"fine_epochs": space.epochs(trial, ctx, "fine_epochs"),
@@ -59,7 +65,7 @@ def _fine_lr(lr: float | Sequence[float], i: int) -> float:
     return float(lr[i]) if isinstance(lr, (list, tuple)) else float(lr)
 
 
-@register_method("rni", display="RNI", hparams=RNIParams, space=rni_space,
+@register_method("rni", display="RNI", hparams=RNIParams, space=rni_space, domains=RNI_DOMAINS,
                  paper="NeurIPS 2023 Machine Unlearning Challenge, 7th place (kgltop7); "
                        "Triantafillou et al. 2024",
                  idea="reset the classifier; each epoch retrain 9 random tensors plus all BN ones, injecting "

@@ -26,6 +26,10 @@ class SalUnParams:
     threshold: float = 0.5  # fraction of all parameter entries that stay trainable
 
 
+# the values each field may take (checked before any work)
+SALUN_DOMAINS = {**space.STD_DOMAINS, "threshold": space.UNIT}
+
+
 def salun_space(trial, ctx) -> dict:
     """STD + threshold in [0, 1] (the reference's mask_optimizer.* draws are unused, so not searched)."""
     return {**space.std(trial, ctx), "threshold": space.unit(trial, "threshold")}
@@ -62,7 +66,7 @@ def saliency_mask(saliency: list[torch.Tensor], threshold: float) -> list[torch.
     return [m.view_as(s) for m, s in zip(mask.split([s.numel() for s in saliency]), saliency)]
 
 
-@register_method("salun", display="SalUn", hparams=SalUnParams, space=salun_space,
+@register_method("salun", display="SalUn", hparams=SalUnParams, space=salun_space, domains=SALUN_DOMAINS,
                  paper="Fan et al., ICLR 2024 (SalUn: Gradient-based Weight Saliency)",
                  idea="random relabeling (SRL) with gradients masked to the weights most salient for the forget loss")
 def salun(model, data, hp: SalUnParams):

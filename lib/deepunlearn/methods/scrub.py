@@ -36,6 +36,12 @@ class SCRUBParams:
     lr_decay_rate: float = 0.1  # not searched
 
 
+# the values each field may take (checked before any work)
+SCRUB_DOMAINS = {**space.STD_DOMAINS, "gamma": space.NONNEG, "alpha": space.NONNEG, "msteps": space.COUNT0,
+                 "kd_temperature": space.POSITIVE, "retain_batch_size": space.COUNT,
+                 "forget_batch_size": space.COUNT, "lr_decay_rate": space.UNIT}
+
+
 def scrub_space(trial, ctx) -> dict:
     """gamma, alpha, msteps, kd_T, epochs, lr, weight decay, the two batch sizes; momentum fixed."""
     return {"gamma": space.unit(trial, "gamma"), "alpha": space.unit(trial, "alpha"),
@@ -119,7 +125,7 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@register_method("scrub", display="SCRUB", hparams=SCRUBParams, space=scrub_space,
+@register_method("scrub", display="SCRUB", hparams=SCRUBParams, space=scrub_space, domains=SCRUB_DOMAINS,
                  paper="Kurmanji et al. 2023 (Towards Unbounded Machine Unlearning)",
                  idea="a student moves away from the Original teacher on forget data (max steps) and stays close on "
                       "retain data (min steps); the epoch whose forget error best matches the val error is kept")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from deepunlearn.methods.base import SearchContext
+from deepunlearn.methods.base import COUNT, COUNT0, NONNEG, POSITIVE, UNIT, Domain, SearchContext
+from deepunlearn.methods.base import MOMENTUM as MOMENTUM_DOMAIN
 
 MOMENTUM = 0.9  # spec D.1: "searched" on [0.9, 0.9], i.e. fixed
+# The domains of the STD block's fields; each method file declares its own fields' domains beside it.
+STD_DOMAINS: dict[str, Domain] = {"epochs": COUNT, "batch_size": COUNT, "lr": POSITIVE, "momentum": MOMENTUM_DOMAIN,
+                                  "weight_decay": NONNEG}
+__all__ = ["COUNT", "COUNT0", "MOMENTUM_DOMAIN", "NONNEG", "POSITIVE", "STD_DOMAINS", "UNIT", "Domain"]
 
 
 def log_uniform(trial: Any, name: str, low: float = 1e-5, high: float = 1e-1) -> float:
@@ -47,14 +53,38 @@ class RecordingTrial:
     def __init__(self) -> None:
         self.names: list[str] = []
 
-    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False, step: float | None = None) -> float:
         self.names.append(name)
         return low
 
-    def suggest_int(self, name: str, low: int, high: int) -> int:
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
         self.names.append(name)
         return low
 
     def suggest_categorical(self, name: str, choices: list) -> Any:
         self.names.append(name)
         return choices[0]
+
+
+class ProbeTrial(RecordingTrial):
+    """A stand-in trial that checks each range as Optuna would and answers with its middle."""
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False, step: float | None = None) -> float:
+        import optuna
+
+        super().suggest_float(name, low, high, log, step)
+        optuna.distributions.FloatDistribution(low, high, log=log, step=step)  # raises on an empty range
+        return math.sqrt(low * high) if log else (low + high) / 2
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        import optuna
+
+        super().suggest_int(name, low, high, step, log)
+        optuna.distributions.IntDistribution(low, high, log=log, step=step)
+        return low + (high - low) // (2 * step) * step
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        import optuna
+
+        optuna.distributions.CategoricalDistribution(choices)  # raises on no choices
+        return super().suggest_categorical(name, choices)

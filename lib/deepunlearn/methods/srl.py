@@ -27,6 +27,9 @@ class SRLParams:
     weight_decay: float = 5e-4
 
 
+SRL_DOMAINS = space.STD_DOMAINS  # the values each field may take (checked before any work)
+
+
 def srl_space(trial, ctx) -> dict:
     """STD only."""
     return space.std(trial, ctx)
@@ -63,7 +66,7 @@ def relabel_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: DeviceData
     return train_epoch(model, opt, batches, after_backward=after_backward)
 
 
-@register_method("srl", display="SRL", hparams=SRLParams, space=srl_space,
+@register_method("srl", display="SRL", hparams=SRLParams, space=srl_space, domains=SRL_DOMAINS,
                  paper="Graves et al. 2021 (Amnesiac ML), via the SalUn code's RL (Fan et al. 2024)",
                  idea="train on the retain set plus the forget set with uniformly random labels, redrawn every epoch")
 def successive_random_labels(model, data, hp: SRLParams):

@@ -59,10 +59,19 @@ def read_params(path, sets: list[str] = ()) -> dict:
 
     import yaml
 
-    params = yaml.safe_load(Path(path).read_text()) or {}
-    for item in sets:
-        key, _, value = item.partition("=")
-        params[key] = yaml.safe_load(value)
+    path = Path(path)
+    if not path.is_file():
+        have = ", ".join(sorted(str(q) for q in path.parent.glob("*.yaml"))) or "none"
+        raise UserError(f"No params file {path}; choose one of {have}.")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+        for item in sets:
+            key, _, value = item.partition("=")
+            params[key] = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} or a --set value is not valid YAML ({str(e).splitlines()[0]}); fix it.") from None
+    if not isinstance(params, dict):
+        raise UserError(f"{path} holds no `key: value` mapping; write one parameter per line.")
     return params
 
 

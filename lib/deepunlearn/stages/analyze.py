@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -206,8 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one parameter, the value read as YAML (e.g. --set from_results=true)")
     args = p.parse_args(argv)
-    params = read_params(args.params, args.set)
-    a = run(make_config("analyze", **params))
+    try:
+        a = run(make_config("analyze", **read_params(args.params, args.set)))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(report.to_markdown(a.tables["main"][1]))
     print(f"report: {a.report}")
     return 0

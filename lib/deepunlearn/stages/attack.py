@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -249,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--columns", default="method,seed,ra,fa,ta,val_mia,test_mia,indisc,retdev,rte",
                    help="comma-separated columns to print ('all' for every column)")
     args = p.parse_args(argv)
-    params = read_params(args.params, args.set)
-    cfg = make_config("attack", **params)
-    table = run(cfg)
+    try:
+        table = run(make_config("attack", **read_params(args.params, args.set)))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cols = list(table.columns) if args.columns == "all" else [
         c for c in args.columns.split(",") + [f"ulira_{k}" for k in ULIRA_COLUMNS] if c in table.columns]
     with pd.option_context("display.width", 200, "display.max_columns", 50):

@@ -52,8 +52,6 @@ def sweep_dir(cfg: SweepConfig) -> Path:
 
 def _studies(cfg: SweepConfig, data, tcfg):
     for method in expand_methods(cfg.methods):
-        if get_method(method).space is None:
-            raise UserError(f"Method {method!r} has no search space; remove it from the sweep's methods.")
         for seed in cfg.seeds:
             name = sweep.study_name(data.info.name, tcfg.arch, method, seed)
             url = sweep.storage_url(cfg.storage, sweep_dir(cfg), name)
@@ -64,8 +62,11 @@ def run_worker(cfg: SweepConfig, recompute_reference: bool = False, worker: int 
     """Work through every study of the sweep until each has N complete trials; {study: trials done here}."""
     load_plugins(cfg.plugins)
     tcfg = load_train_config(cfg.train, device=cfg.device, store=cfg.store, progress=cfg.progress)
-    data, store, recipe = train_stage.load_data(tcfg), Store(cfg.store), train_stage.recipe_of(tcfg)
-    ctx = SearchContext(e_max=sweep.e_max(recipe.epochs), dataset=data.info.name)
+    recipe = train_stage.recipe_of(tcfg)
+    ctx = SearchContext(e_max=sweep.e_max(recipe.epochs), dataset=tcfg.dataset)
+    for method in expand_methods(cfg.methods):  # a space that cannot be sampled stops before any work
+        get_method(method).check_space(ctx)
+    data, store = train_stage.load_data(tcfg), Store(cfg.store)
     done, cache = {}, {}
     for method, seed, name, url in _studies(cfg, data, tcfg):
         if seed not in cache:  # trial-independent work, once per seed for every method

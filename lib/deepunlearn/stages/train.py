@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from deepunlearn.data import get_dataset_info, load_device_data
+from deepunlearn.errors import UserError
 from deepunlearn.references import get_reference
 from deepunlearn.stages import register_config, resolve_device
 from deepunlearn.store import Store
@@ -34,6 +35,21 @@ class TrainConfig:
     progress: bool = True
 
 
+def check(cfg) -> None:
+    """Stop with one sentence on a bad dataset, arch or recipe, before anything is read or trained."""
+    from deepunlearn.models import list_models
+
+    get_dataset_info(cfg.dataset)
+    if cfg.arch not in list_models():
+        raise UserError(f"Unknown model {cfg.arch!r}; choose one of {', '.join(list_models())}.")
+    for name, low in (("epochs", 1), ("batch_size", 1), ("subset", 1)):
+        value = getattr(cfg, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            raise UserError(f"Train parameter {name}={value!r} must be an integer ≥ {low} (or null for the default).")
+    if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):
+        raise UserError(f"Train parameter lr={cfg.lr!r} must be a number > 0.")
+
+
 def recipe_of(cfg) -> Recipe:
     """The spec C recipe, with the config's overrides."""
     info = get_dataset_info(cfg.dataset)
@@ -42,15 +58,16 @@ def recipe_of(cfg) -> Recipe:
 
 
 def load_data(cfg):
-    """The config's dataset on its device."""
+    """The config's dataset on its device (the config checked first)."""
+    check(cfg)
     return load_device_data(cfg.dataset, resolve_device(cfg.device), store=Store(cfg.store),
                             data_root=cfg.data_root, subset=cfg.subset, download=cfg.download)
 
 
 def run(cfg: TrainConfig) -> pd.DataFrame:
     """Train (or fetch from the store) O and R for every seed; one row per model with its accuracies."""
-    data = load_data(cfg)
     store, recipe = Store(cfg.store), recipe_of(cfg)
+    data = load_data(cfg)
     rows = []
     for seed in cfg.seeds:
         for role in ("original", "retrain"):

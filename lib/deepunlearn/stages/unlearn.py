@@ -101,9 +101,11 @@ def run(cfg: UnlearnConfig) -> pd.DataFrame:
     """Unlearn with every method on every seed; one row per (method, seed) with RA/FA/VA/TA and time."""
     load_plugins(cfg.plugins)
     tcfg = load_train_config(cfg.train, device=cfg.device, store=cfg.store, progress=cfg.progress)
-    data, store, recipe = train_stage.load_data(tcfg), Store(cfg.store), train_stage.recipe_of(tcfg)
     hps = {**best_hparams(cfg.best), **cfg.hparams}
     methods = expand_methods(cfg.methods)
+    for m in methods:  # every hyperparameter is checked before anything is loaded or trained
+        get_method(m).make_hp(**hps.get(m, {}))
+    data, store, recipe = train_stage.load_data(tcfg), Store(cfg.store), train_stage.recipe_of(tcfg)
     rows = []
     for seed in cfg.seeds if cfg.seeds is not None else tcfg.seeds:
         for method in ["original", "retrain"] + methods:

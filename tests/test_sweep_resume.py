@@ -1,0 +1,102 @@
+"""A sweep killed at any moment and resumed ends with the trials and the best trial of an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from deepunlearn import sweep
+from deepunlearn.stages import make_config, train
+from deepunlearn.stages import sweep as sweep_stage
+
+TRAIN = {"dataset": "digits", "arch": "tinycnn", "seeds": [0], "subset": 200, "epochs": 1, "batch_size": 64,
+         "device": "cpu", "progress": False}
+N = 3
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project folder: tiny train and sweep params, the Original and Retrained models in its store."""
+    root = tmp_path_factory.mktemp("sweep-project")
+    (root / "params" / "train").mkdir(parents=True)
+    (root / "params" / "sweep").mkdir()
+    (root / "params" / "train" / "t.yaml").write_text(yaml.safe_dump(TRAIN))
+    (root / "params" / "sweep" / "t.yaml").write_text(yaml.safe_dump(
+        {"train": "t", "methods": ["ft"], "seeds": [0], "n_trials": N, "device": "cpu", "progress": False,
+         "store": str(root / "outputs" / "store")}))
+    train.run(make_config("train", **{**TRAIN, "store": str(root / "outputs" / "store")}))
+    return root
+
+
+def config(project, name: str, n_trials: int = N):
+    params = yaml.safe_load((project / "params" / "sweep" / "t.yaml").read_text())
+    return make_config("sweep", **{**params, "name": name, "n_trials": n_trials})
+
+
+def study_of(cfg) -> optuna.Study:
+    return sweep_stage.load_studies(cfg)["ft"][0]
+
+
+def outcome(cfg) -> tuple[list, dict]:
+    """The complete trials' (draw index, params, values) in draw order, and the chosen trial (less its number)."""
+    study = study_of(cfg)
+    trials = sorted((t.system_attrs[sweep.DRAW_KEY], t.params, t.values) for t in sweep.complete_trials(study))
+    best = sweep.best_params([study], "ft", cfg.n_trials)
+    return trials, {k: best[k] for k in ("params", "values", "score")}
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(project):
+    os.chdir(project)
+    cfg = config(project, "straight")
+    sweep_stage.run_worker(cfg)
+    trials, best = outcome(cfg)
+    assert len({tuple(values) for _, _, values in trials}) == N  # distinct trials, so the best one means something
+    return trials, best
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_sweep_killed_mid_trial_and_before_drawing_resumes_to_the_uninterrupted_trials(project, uninterrupted,
+                                                                                         monkeypatch):
+    """Three moments: a worker restarted after complete trials, one killed -9 mid-trial, one dead before drawing."""
+    monkeypatch.chdir(project)
+    cfg = config(project, "killed")
+    worker = subprocess.Popen([sys.executable, "-m", "deepunlearn.stages.sweep", "t", "--set", "name=killed"],
+                              cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    db = project / "outputs" / "sweeps" / "killed" / f"{sweep.study_name('digits', 'tinycnn', 'ft', 0)}.db"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait for trial 1 to be running with its parameters drawn
+            try:
+                if db.exists() and any(t.number == 1 and t.params for t in study_of(cfg).get_trials()):
+                    break
+            except Exception:  # noqa: BLE001, S110  the worker is still creating the schema
+                pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the worker never started trial 1")
+    finally:
+        worker.kill()  # SIGKILL: no handler runs, the trial stays RUNNING
+        worker.wait()
+    study = study_of(cfg)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.RUNNING]
+    orphan = study.ask()  # as if another worker died right after creating its trial, before drawing anything
+    study._storage.set_trial_system_attr(orphan._trial_id, sweep.WORKER_KEY, [socket.gethostname(), dead_pid()])
+    sweep_stage.run_worker(cfg)  # no waiting out heartbeats: both dead processes were on this host
+    assert outcome(cfg) == uninterrupted
+    assert study_of(cfg).get_trials(states=(TrialState.RUNNING,)) == []
