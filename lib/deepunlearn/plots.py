@@ -84,35 +84,45 @@ def tradeoff(r: Ranking):
 
 
 def critical_difference(r: Ranking):
-    """Demšar's critical-difference diagram of the Friedman mean ranks (RetDev), methods joined when within the CD."""
+    """Demšar's critical-difference diagram of the Friedman mean ranks (RetDev) of the methods outside the
+    failed group; a bar joins methods whose mean ranks differ by less than the Nemenyi CD (a tied group)."""
     f = r.friedman
-    ranks = f.mean_ranks.rename(index=lambda m: r.displays.get(m, m))
+    ranks = f.mean_ranks
     k = len(ranks)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * k))
-    ax.set_xlim(0.5, max(k, 2) + 0.5)
-    ax.set_ylim(-(k // 2 + 2.5), 2.2)
-    ax.axis("off")
-    ax.hlines(0, 1, max(k, 2), color="k", lw=1)
-    for i in range(1, max(k, 2) + 1):
-        ax.vlines(i, 0, 0.15, color="k", lw=1)
-        ax.text(i, 0.3, str(i), ha="center", va="bottom", fontsize=8)
+    top = max(k, 2)
+    groups = cliques(ranks, f.cd) if np.isfinite(f.cd) else []
     half = (k + 1) // 2
-    for j, (name, v) in enumerate(ranks.items()):
+    label_rows = max(half, k - half)
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.25 * (label_rows + len(groups))))
+    ax.set_xlim(0.4 - 0.12 * top, top + 0.6 + 0.12 * top)  # room for the labels on both sides
+    y_bars = [-0.35 - 0.2 * i for i in range(len(groups))]
+    y_first = (y_bars[-1] if y_bars else 0) - 0.45
+    ax.set_ylim(y_first - 0.45 * label_rows, 2.0)
+    ax.axis("off")
+    ax.hlines(0, 1, top, color="k", lw=1)
+    for i in range(1, top + 1):
+        ax.vlines(i, 0, 0.12, color="k", lw=1)
+        ax.text(i, 0.2, str(i), ha="center", va="bottom", fontsize=8)
+    for j, (m, v) in enumerate(ranks.items()):
         left = j < half
-        y = -(j + 1 if left else k - j) * 0.8
-        x_text = 0.6 if left else max(k, 2) + 0.4
-        ax.plot([v, v, x_text], [0, y, y], color="k", lw=0.7)
-        ax.text(x_text + (-0.05 if left else 0.05), y, f"{name} ({v:.2f})", ha="right" if left else "left",
-                va="center", fontsize=8)
+        y = y_first - 0.45 * (j if left else k - 1 - j)
+        x_text = 1 - 0.1 if left else top + 0.1
+        ax.plot([v, v, x_text], [0, y, y], color="0.3", lw=0.7)
+        ax.text(x_text + (-0.05 if left else 0.05), y, f"{r.displays.get(m, m)} ({v:.2f})",
+                ha="right" if left else "left", va="center", fontsize=8)
+    for y, clique in zip(y_bars, groups):  # the tied groups, under the axis
+        ax.plot([ranks[clique[0]] - 0.04, ranks[clique[-1]] + 0.04], [y, y], color="C3", lw=3,
+                solid_capstyle="round")
     if np.isfinite(f.cd):
-        ax.plot([1, 1 + f.cd], [1.5, 1.5], color="k", lw=2)
-        ax.text(1 + f.cd / 2, 1.6, f"CD = {f.cd:.2f}", ha="center", va="bottom", fontsize=8)
-        for i, clique in enumerate(cliques(f.mean_ranks, f.cd)):
-            lo, hi = f.mean_ranks[clique[0]], f.mean_ranks[clique[-1]]
-            ax.plot([lo - 0.05, hi + 0.05], [-0.25 - 0.18 * i] * 2, color="C3", lw=3, solid_capstyle="round")
+        end = min(1 + f.cd, top)  # a CD wider than the axis is drawn to its end and said in words
+        ax.plot([1, end], [1.1, 1.1], color="k", lw=2)
+        wide = " — wider than the rank range: no two methods differ" if 1 + f.cd > top else ""
+        ax.text(1, 1.25, f"CD = {f.cd:.2f}{wide}", ha="left", va="bottom", fontsize=8)
     title = (f"Friedman χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}, {f.n} blocks, α = {f.alpha}"
              if np.isfinite(f.statistic) else f"Friedman test needs ≥ 2 blocks and ≥ 3 methods ({f.n}, {k})")
-    ax.set_title(f"Mean rank by RetDev (1 = closest to Retrained). {title}", fontsize=9)
+    failed = [r.displays.get(m, m) for m in r.overall.loc[r.overall["failed_group"], "method"]]
+    note = f"\nFailed group, not ranked: {', '.join(failed)}" if failed else ""
+    ax.set_title(f"Mean rank by RetDev (1 = closest to Retrained). {title}{note}", fontsize=9)
     return fig
 
 

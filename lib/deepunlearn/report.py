@@ -40,7 +40,9 @@ def to_markdown(df: pd.DataFrame) -> str:
 def _tex(s) -> str:
     s = str(s)
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("–", "--"), ("−", "$-$"), ("+", "$+$")):
+                 ("±", r"$\pm$"), ("–", "--"), ("−", "$-$"), ("+", "$+$"),
+                 ("≤", r"$\le$"), ("≥", r"$\ge$"), ("×", r"$\times$"), ("·", r"$\cdot$"), ("≈", r"$\approx$"),
+                 ("α", r"$\alpha$"), ("τ", r"$\tau$"), ("χ²", r"$\chi^2$"), ("|", r"$|$")):
         s = s.replace(a, b)
     return s
 
@@ -90,15 +92,29 @@ def git_commit(root: Path = Path(".")) -> str:
         return "unknown"
 
 
-def environment(root: Path = Path(".")) -> dict[str, str]:
-    """Versions, machine and device the results were produced on."""
+def code_version(root: Path = Path(__file__).resolve().parent) -> str:
+    """`git describe --always --dirty --tags` of the code (a tag, or a short commit), 'unknown' outside git."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment(root: Path = Path(__file__).resolve().parent) -> dict[str, str]:
+    """Versions, machine and device of this analysis, with its fp32 matmul speed measured now."""
     import numpy
     import torch
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})"
+    from deepunlearn.training import matmul_gflops
+
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()})"
     return {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
             "pandas": pd.__version__, "platform": platform.platform(), "device": device,
-            "cpu threads": str(torch.get_num_threads()), "git commit": git_commit(root),
+            "cpu threads": str(torch.get_num_threads()),
+            "fp32 matmul GFLOP/s": f"{matmul_gflops('cuda' if cuda else 'cpu', 0.2):.1f}",
+            "code version": code_version(root), "git commit": git_commit(root),
             "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 

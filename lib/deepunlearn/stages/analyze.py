@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from deepunlearn import plots, ranking, report, results
@@ -52,6 +53,7 @@ class Analysis:
     figures: dict[str, tuple[str, Path]] = field(default_factory=dict)
     report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    env: dict[str, str] | None = None  # this analysis's machine, measured once
 
     @property
     def report_dir(self) -> Path:
@@ -101,19 +103,88 @@ def rank(a: Analysis) -> pd.DataFrame:
     return a.ranking.overall
 
 
+def _listing(values) -> str:
+    return ", ".join(str(v) for v in dict.fromkeys(values))
+
+
+def _search_text(table: pd.DataFrame, displays: dict[str, str]) -> str:
+    """Trials per method, grouped: '2 trials per study on seed 0: FT, NG+; default hyperparameters: SRL'."""
+    if "trials" not in table.columns:
+        return "not recorded in these results"
+    rows = table[~table["method"].isin(ranking.REFERENCES)].drop_duplicates("method")
+    parts = []
+    for (trials, seeds), g in rows.groupby(["trials", "search_seeds"], sort=False):
+        names = ", ".join(displays.get(m, m) for m in g["method"])
+        if trials > 0:
+            studies = len(str(seeds).split(","))
+            parts.append(f"{int(trials)} trials per study × {studies} stud{'y' if studies == 1 else 'ies'} "
+                         f"(seed {seeds}): {names}")
+        elif trials < 0:
+            parts.append(f"from a sweep whose config is missing (budget unknown): {names}")
+        else:
+            parts.append(f"no search, default or hand-set hyperparameters: {names}")
+    return "; ".join(parts)
+
+
+def _data_text(table: pd.DataFrame) -> str:
+    cols = ["n_retain", "n_forget", "n_val", "n_test"]
+    if not set(cols) <= set(table.columns):
+        return "not recorded in these results"
+    sizes = table.drop_duplicates(["dataset", "arch"])
+    return "; ".join(f"{r.dataset}: retain {r.n_retain:,} · forget {r.n_forget:,} · val {r.n_val:,} · "
+                     f"test {r.n_test:,} images" for r in sizes.itertuples())
+
+
+def protocol(a: Analysis) -> pd.DataFrame:
+    """What the ranking rests on: data, models, seeds, search budget, machine, code, intervals, significance."""
+    t, r = a.table, a.ranking
+    env = a.env or {}
+    seeds = {f"{d}/{ar}": sorted(g["seed"].unique().tolist()) for (d, ar), g in t.groupby(["dataset", "arch"])}
+    seed_lists = {tuple(v) for v in seeds.values()}
+    if len(seed_lists) == 1:
+        s = list(seed_lists.pop())
+        seed_text = f"{', '.join(map(str, s))} ({len(s)} seed{'s' if len(s) != 1 else ''})"
+    else:
+        seed_text = "; ".join(f"{p}: {', '.join(map(str, v))}" for p, v in seeds.items())
+    epochs = (_listing(f"{c}: {e}" for c, e in t[["train_config", "epochs"]].drop_duplicates().itertuples(index=False))
+              if "epochs" in t.columns else "not recorded in these results")
+    rows = [("datasets", _listing(t["dataset"])), ("architectures", _listing(t["arch"])), ("seeds", seed_text),
+            ("methods", f"{t.loc[~t['method'].isin(ranking.REFERENCES), 'method'].nunique()} (and the Original "
+                        "and Retrained references)"),
+            ("hyperparameter search", _search_text(t, r.displays)), ("data per seed", _data_text(t)),
+            ("epochs of Original and Retrained (train config: epochs)", epochs),
+            ("machine of this analysis", f"{env.get('device', '?')}, {env.get('cpu threads', '?')} threads, fp32 "
+                                         f"matmul {env.get('fp32 matmul GFLOP/s', '?')} GFLOP/s (measured now)"),
+            ("code version", f"{env.get('code version', '?')} (commit {env.get('git commit', '?')})"),
+            ("intervals", ranking.interval_name(r)), ("significance", ranking.cd_sentence(r)),
+            ("ranking stability", "not measured: it needs replicate searches of every method "
+                                  "(Kendall's τ between their rankings), which this run does not have")]
+    return pd.DataFrame(rows, columns=["", "this run"])
+
+
 def write_tables(a: Analysis) -> pd.DataFrame:
     """The paper's tables as Markdown and LaTeX in the figures folder; returns the main table."""
     t0 = time.time()
-    r, pct = a.ranking, round(100 * a.cfg.level)
-    main = (f"Main results: RetDev and indiscernibility (Test MIA), mean ± half-width of the {pct}% bootstrap CI "
-            "over seeds; rank per (dataset, arch) among the non-failed methods")
-    a.tables = {"main": (main, ranking.main_table(r)),
-                "rte": ("Run-time efficiency RTE = T_R / T_U and the unlearning time in seconds", ranking.rte_table(r)),
+    r = a.ranking
+    a.env = a.env or report.environment()
+    iv = ranking.interval_name(r)
+    main = (f"Main results: RetDev and indiscernibility (Test MIA), {iv}; rank per (dataset, arch) among the "
+            f"non-failed methods; methods sharing a tied-group letter are within the Nemenyi critical difference")
+    a.tables = {"protocol": ("Protocol: what this ranking rests on", protocol(a)),
+                "main": (main, ranking.main_table(r)),
+                "rte": (f"Run-time efficiency RTE = T_R / T_U and the unlearning time in seconds, {iv}",
+                        ranking.rte_table(r)),
                 "per-arch": ("Mean rank per architecture (over its datasets) and failures", ranking.per_arch_table(r))}
     for ds, arch in r.means[["dataset", "arch"]].drop_duplicates().itertuples(index=False, name=None):
         a.tables[f"per-dataset-{ds}-{arch}"] = (
-            f"{ds} / {arch}: accuracies (%), retention ratios, RetDev, indiscernibility, Test MIA and RTE",
+            f"{ds} / {arch}: accuracies (%), retention ratios, RetDev, indiscernibility, Test MIA and RTE, {iv}",
             ranking.per_dataset_table(r, ds, arch))
+        ul = ranking.ulira_table(r, ds, arch)
+        if len(ul):
+            a.tables[f"ulira-{ds}-{arch}"] = (
+                f"{ds} / {arch}: U-LiRA on the forgotten samples (one seed); the Original and Retrained rows are "
+                "the references, a method should sit near the Retrained's values", ul)
+    a.tables["glossary"] = ("Metrics and which direction is better", ranking.glossary_table())
     for name, (caption, df) in a.tables.items():
         report.write_table(df, a.figures_dir, name, caption)
     _timed(a, "tables", t0)
@@ -170,8 +241,8 @@ def summary_html(a: Analysis) -> str:
     failed = [r.displays.get(m, m) for m in over.loc[over["failed_group"], "method"]]
     pairs = ", ".join(f"{d}/{ar}" for d, ar in t[["dataset", "arch"]].drop_duplicates().itertuples(index=False))
     f = r.friedman
-    fr = (f"Friedman test on RetDev over {f.n} blocks: χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}; "
-          f"Nemenyi CD = {f.cd:.2f} ranks at α = {f.alpha}." if f.n >= 2 and f.k >= 3 else "Too few blocks for a Friedman test.")
+    fr = (f"Friedman test on RetDev of the {f.k} methods outside the failed group over {f.n} blocks: "
+          f"χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}. " if np.isfinite(f.cd) else "") + ranking.cd_sentence(r)
     return (f"<p>{len(over)} methods on {pairs}, seeds {sorted(t['seed'].unique().tolist())}. "
             f"A method fails on a (dataset, arch) if its seed-mean RTE ≤ 1, its RetDev ≥ the Original's, or its "
             f"indiscernibility ≤ the Original's; the others are ranked by RetDev (ties: indiscernibility, RTE) and "
@@ -183,8 +254,12 @@ def write_report(a: Analysis) -> Path:
     """The self-contained HTML report at <out>/reports/<name>/index.html."""
     timings = {**stage_timings(a.cfg, a.attack_cfgs), **a.timings}
     config = {"analyze": asdict(a.cfg), "attack": {n: asdict(c) for n, c in zip(a.cfg.attack, a.attack_cfgs)}}
-    a.report = report.write_report(a.report_dir / "index.html", f"Deep Unlearn: {a.cfg.name}", summary_html(a),
-                                   a.tables, a.figures, config, timings, report.environment())
+    a.env = a.env or report.environment()
+    tables = dict(a.tables)
+    caption, proto = tables.pop("protocol", None) or ("Protocol", protocol(a))  # opens the report
+    intro = f"<h2>{html.escape(caption)}</h2>{report.table_html(proto)}<h2>Summary</h2>{summary_html(a)}"
+    a.report = report.write_report(a.report_dir / "index.html", f"Deep Unlearn: {a.cfg.name}", intro, tables,
+                                   a.figures, config, timings, a.env)
     return a.report
 
 

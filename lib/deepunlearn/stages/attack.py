@@ -170,10 +170,36 @@ def ulira_results(cfg: AttackConfig, ctx: Context | None = None) -> dict[str, ul
             for t in [*ul.REFERENCES, *targets]}
 
 
+def search_budget(cfg: AttackConfig, methods: list[str]) -> dict[str, tuple[int, str]]:
+    """Per method: (trials per study, the studies' seeds) of the sweep its hyperparameters come from; (0, "") if none."""
+    out = {m: (0, "") for m in methods}
+    if not cfg.best:
+        return out
+    path = Path("params") / "sweep" / f"{cfg.best}.yaml"
+    if not path.is_file():  # best.yaml without its config: the budget is unknown, not zero
+        return {m: (-1, "") for m in methods}
+    sweep = make_config("sweep", **read_params(path))
+    searched = set(unlearn.expand_methods(sweep.methods))
+    for m in methods:
+        if m in searched and m not in cfg.hparams:  # hand-set hyperparameters override the sweep's
+            out[m] = (sweep.n_trials, ",".join(str(s) for s in sweep.seeds))
+    return out
+
+
+def protocol_columns(ctx: Context) -> dict:
+    """What every row of this config rests on: split sizes, epochs, the train config (for the report's protocol)."""
+    return {"train_config": ctx.cfg.train, "epochs": ctx.recipe.epochs,
+            **{f"n_{k}": ctx.data.size(k) for k in ("retain", "forget", "val", "test")}}
+
+
 def run(cfg: AttackConfig) -> pd.DataFrame:
     """The tidy results table: one row per (dataset, arch, method, seed), every metric; U-LiRA on its seed."""
     ctx = context(cfg)
     rows = [method_row(ctx, seed, m)[0] for seed in ctx.seeds for m in ["original", "retrain", *ctx.methods]]
+    budget = search_budget(cfg, ctx.methods)
+    for row in rows:
+        row.update(protocol_columns(ctx))
+        row["trials"], row["search_seeds"] = budget.get(row["method"], (0, ""))
     table = pd.DataFrame(rows)
     first = [c for c in COLUMNS if c in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]
