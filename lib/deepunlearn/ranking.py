@@ -417,8 +417,8 @@ GLOSSARY = (
     ("RetDev", "|RR − 1| + |FR − 1| + |TR − 1|, per seed, then averaged", "lower (0 = Retrained's accuracies)"),
     ("T-MIA", "accuracy of a logistic-regression attack telling forget from test losses", "nearest 0.5"),
     ("Indisc", "indiscernibility 1 − |2·T-MIA − 1|", "higher (1 = attack at chance)"),
-    ("RTE", "T_R / T_U: Retrained's training time over the unlearning time, speed-normalised", "higher (> 1: faster "
-     "than retraining)"),
+    ("RTE", "T_R / T_U: Retrained's training time over the unlearning time, speed-normalised", ("higher (> 1: faster "
+     "than retraining)")),
     ("rank", "rank by RetDev (ties: Indisc, then RTE) among the non-failed methods of a (dataset, arch)",
      "lower"),
     ("tied group", "methods sharing a letter are within the Nemenyi critical difference of each other", "–"),

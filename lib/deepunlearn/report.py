@@ -92,7 +92,10 @@ def git_commit(root: Path = Path(".")) -> str:
         return "unknown"
 
 
-def code_version(root: Path = Path(__file__).resolve().parent) -> str:
+HERE = Path(__file__).resolve().parent  # git asks from the code's own folder, wherever the process runs
+
+
+def code_version(root: Path = HERE) -> str:
     """`git describe --always --dirty --tags` of the code (a tag, or a short commit), 'unknown' outside git."""
     try:
         return subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root, capture_output=True,
@@ -101,7 +104,7 @@ def code_version(root: Path = Path(__file__).resolve().parent) -> str:
         return "unknown"
 
 
-def environment(root: Path = Path(__file__).resolve().parent) -> dict[str, str]:
+def environment(root: Path = HERE) -> dict[str, str]:
     """Versions, machine and device of this analysis, with its fp32 matmul speed measured now."""
     import numpy
     import torch

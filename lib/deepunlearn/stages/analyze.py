@@ -149,16 +149,16 @@ def protocol(a: Analysis) -> pd.DataFrame:
     epochs = (_listing(f"{c}: {e}" for c, e in t[["train_config", "epochs"]].drop_duplicates().itertuples(index=False))
               if "epochs" in t.columns else "not recorded in these results")
     rows = [("datasets", _listing(t["dataset"])), ("architectures", _listing(t["arch"])), ("seeds", seed_text),
-            ("methods", f"{t.loc[~t['method'].isin(ranking.REFERENCES), 'method'].nunique()} (and the Original "
-                        "and Retrained references)"),
+            ("methods", (f"{t.loc[~t['method'].isin(ranking.REFERENCES), 'method'].nunique()} (and the Original "
+                        "and Retrained references)")),
             ("hyperparameter search", _search_text(t, r.displays)), ("data per seed", _data_text(t)),
             ("epochs of Original and Retrained (train config: epochs)", epochs),
-            ("machine of this analysis", f"{env.get('device', '?')}, {env.get('cpu threads', '?')} threads, fp32 "
-                                         f"matmul {env.get('fp32 matmul GFLOP/s', '?')} GFLOP/s (measured now)"),
+            ("machine of this analysis", (f"{env.get('device', '?')}, {env.get('cpu threads', '?')} threads, fp32 "
+                                         f"matmul {env.get('fp32 matmul GFLOP/s', '?')} GFLOP/s (measured now)")),
             ("code version", f"{env.get('code version', '?')} (commit {env.get('git commit', '?')})"),
             ("intervals", ranking.interval_name(r)), ("significance", ranking.cd_sentence(r)),
-            ("ranking stability", "not measured: it needs replicate searches of every method "
-                                  "(Kendall's τ between their rankings), which this run does not have")]
+            ("ranking stability", ("not measured: it needs replicate searches of every method "
+                                  "(Kendall's τ between their rankings), which this run does not have"))]
     return pd.DataFrame(rows, columns=["", "this run"])
 
 
@@ -182,8 +182,8 @@ def write_tables(a: Analysis) -> pd.DataFrame:
         ul = ranking.ulira_table(r, ds, arch)
         if len(ul):
             a.tables[f"ulira-{ds}-{arch}"] = (
-                f"{ds} / {arch}: U-LiRA on the forgotten samples (one seed); the Original and Retrained rows are "
-                "the references, a method should sit near the Retrained's values", ul)
+                (f"{ds} / {arch}: U-LiRA on the forgotten samples (one seed); the Original and Retrained rows are "
+                "the references, a method should sit near the Retrained's values"), ul)
     a.tables["glossary"] = ("Metrics and which direction is better", ranking.glossary_table())
     for name, (caption, df) in a.tables.items():
         report.write_table(df, a.figures_dir, name, caption)
