@@ -25,10 +25,11 @@ from scipy import stats
 REFERENCES = ("original", "retrain")
 KEYS = ("dataset", "arch", "method")
 METRICS = ("ra", "fa", "va", "ta", "rr", "fr", "tr", "retdev", "val_mia", "test_mia", "indisc", "val_indisc",
-           "rte", "unlearn_s", "retrain_s", "sape_ra", "sape_fa", "sape_ta", "dist_norm", "dist_l2",
-           "dist_scaled", "ulira_auc", "ulira_tpr_at_1pct_fpr", "ulira_tpr_at_01pct_fpr", "ulira_balanced_acc",
+           "rte", "rte_raw", "unlearn_s", "retrain_s", "unlearn_gflops", "retrain_gflops", "speed_gap", "sape_ra",
+           "sape_fa", "sape_ta", "dist_norm", "dist_l2", "dist_scaled", "ulira_auc", "ulira_tpr_at_1pct_fpr", "ulira_tpr_at_01pct_fpr", "ulira_balanced_acc",
            "ulira_mean_score")
 ORDER = (("retdev", True), ("indisc", False), ("rte", False))  # rank keys; True: lower is better
+SPEED_GAP = 0.2  # RTEs whose two times ran at machine speeds further apart than this are flagged
 MIN_CI_SEEDS = 3  # fewer seeds than this: a bootstrap "CI" is just the seeds' range, so show the range
 
 
@@ -358,8 +359,34 @@ def main_table(r: Ranking) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def speed_text(r: Ranking, ds: str, arch: str, method: str, gap: float = SPEED_GAP) -> str:
+    """The largest gap over seeds between the speeds of T_U and T_R, flagged ('⚑') when above `gap`."""
+    s = r.summary
+    row = s[(s["dataset"] == ds) & (s["arch"] == arch) & (s["method"] == method) & (s["metric"] == "speed_gap")]
+    if row.empty or pd.isna(row["max"].iloc[0]):
+        return "not measured"
+    worst = row["max"].iloc[0]
+    return f"{100 * worst:.0f}%" + (" ⚑" if worst > gap else "")
+
+
+def speed_flags(table: pd.DataFrame, gap: float = SPEED_GAP) -> str:
+    """One sentence on the RTEs timed at speeds more than `gap` apart, or whose speeds were not measured."""
+    if "speed_gap" not in table.columns:
+        return "The machine's speed was not recorded beside these run times, so no RTE could be checked for load."
+    runs = table[~table["method"].isin(REFERENCES) & table["rte"].notna()]
+    far = runs[runs["speed_gap"] > gap]
+    unknown = runs[runs["speed_gap"].isna()]
+    names = [f"{d.get('display', d['method'])} (seed {d['seed']}, {100 * d['speed_gap']:.0f}%)"
+             for _, d in far.iterrows()]
+    out = [f"{len(far)} of {len(runs)} RTEs were timed at machine speeds more than {100 * gap:.0f}% apart"
+           + (f": {', '.join(names)}" if names else "") + "."]
+    if len(unknown):
+        out.append(f"{len(unknown)} RTEs have no speed measurement (older stored runs) and are raw ratios.")
+    return " ".join(out)
+
+
 def rte_table(r: Ranking) -> pd.DataFrame:
-    """Table 2: run-time efficiency T_R / T_U per (dataset, arch), its geometric mean, and the seconds it comes from."""
+    """Table 2: speed-normalised RTE per (dataset, arch), the raw T_R / T_U, seconds, the speed gap; geometric mean."""
     pairs = _pairs(r)
     rows = []
     for group, m in _method_order(r):
@@ -368,7 +395,9 @@ def rte_table(r: Ranking) -> pd.DataFrame:
         row = {"group": group, "method": r.displays.get(m, m)}
         for ds, arch in pairs:
             row[f"{ds}/{arch} RTE"] = cell(r, ds, arch, m, "rte", 1)
+            row[f"{ds}/{arch} raw T_R/T_U"] = cell(r, ds, arch, m, "rte_raw", 1)
             row[f"{ds}/{arch} seconds"] = cell(r, ds, arch, m, "unlearn_s", 1)
+            row[f"{ds}/{arch} speed gap"] = speed_text(r, ds, arch, m)
         vals = r.means.loc[r.means["method"] == m, "rte"].dropna()
         row["geo. mean RTE"] = f"{math.exp(np.log(vals).mean()):.1f}" if len(vals) and (vals > 0).all() else "–"
         rows.append(row)
@@ -417,8 +446,10 @@ GLOSSARY = (
     ("RetDev", "|RR − 1| + |FR − 1| + |TR − 1|, per seed, then averaged", "lower (0 = Retrained's accuracies)"),
     ("T-MIA", "accuracy of a logistic-regression attack telling forget from test losses", "nearest 0.5"),
     ("Indisc", "indiscernibility 1 − |2·T-MIA − 1|", "higher (1 = attack at chance)"),
-    ("RTE", "T_R / T_U: Retrained's training time over the unlearning time, speed-normalised", ("higher (> 1: faster "
-     "than retraining)")),
+    ("RTE", ("T_R / T_U, Retrained's training time over the unlearning time, each time multiplied by the machine "
+     "speed measured around it (GFLOP/s)"), "higher (> 1: faster than retraining)"),
+    ("raw T_R/T_U", "the same ratio of plain wall-clock times", "higher"),
+    ("speed gap", "max / min − 1 of the two runs' measured speeds (largest over seeds); ⚑ above 20%", "lower"),
     ("rank", "rank by RetDev (ties: Indisc, then RTE) among the non-failed methods of a (dataset, arch)",
      "lower"),
     ("tied group", "methods sharing a letter are within the Nemenyi critical difference of each other", "–"),

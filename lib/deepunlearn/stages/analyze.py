@@ -243,11 +243,15 @@ def summary_html(a: Analysis) -> str:
     f = r.friedman
     fr = (f"Friedman test on RetDev of the {f.k} methods outside the failed group over {f.n} blocks: "
           f"χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}. " if np.isfinite(f.cd) else "") + ranking.cd_sentence(r)
+    speed = ranking.speed_flags(t)
     return (f"<p>{len(over)} methods on {pairs}, seeds {sorted(t['seed'].unique().tolist())}. "
             f"A method fails on a (dataset, arch) if its seed-mean RTE ≤ 1, its RetDev ≥ the Original's, or its "
             f"indiscernibility ≤ the Original's; the others are ranked by RetDev (ties: indiscernibility, RTE) and "
             f"the ranks averaged over pairs.</p><p><b>Ranked, best first:</b> {html.escape(', '.join(ranked) or 'none')}."
-            f"</p><p><b>Failed group:</b> {html.escape(', '.join(failed) or 'none')}.</p><p>{html.escape(fr)}</p>")
+            f"</p><p><b>Failed group:</b> {html.escape(', '.join(failed) or 'none')}.</p><p>{html.escape(fr)}</p>"
+            f"<p><b>Run times:</b> RTE multiplies each time by the machine's fp32 matmul speed measured just before "
+            f"and after it, so a run slowed by a competing process is not counted as slow work. "
+            f"{html.escape(speed)}</p>")
 
 
 def write_report(a: Analysis) -> Path:

@@ -15,16 +15,17 @@ from deepunlearn.attacks import ulira as ul
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.errors import UserError
 from deepunlearn.methods import get_method, load_plugins
-from deepunlearn.metrics import evaluate, model_distances, versus_retrain
+from deepunlearn.metrics import evaluate, model_distances, run_speed, versus_retrain
 from deepunlearn.references import get_reference, reference_params
 from deepunlearn.stages import make_config, read_params, register_config, unlearn
 from deepunlearn.stages.train import TrainConfig, load_data, recipe_of
 from deepunlearn.store import Store, read_json, write_json
 from deepunlearn.training import Recipe
 
-VERSION = 1  # bump when a stored row changes meaning
+VERSION = 2  # bump when a stored row changes meaning (2: speed-normalised RTE, the probes' GFLOP/s)
 COLUMNS = ("dataset", "arch", "method", "display", "seed", "ra", "fa", "va", "ta", "val_mia", "test_mia",
-           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "unlearn_s", "retrain_s", "sape_ra",
+           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "rte_raw", "unlearn_s", "retrain_s",
+           "unlearn_gflops", "retrain_gflops", "speed_gap", "sape_ra",
            "sape_fa", "sape_ta", "dist_norm", "dist_l2", "dist_scaled", "hp")  # table order; U-LiRA last
 ULIRA_COLUMNS = ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "mean_score")
 
@@ -106,7 +107,7 @@ def _reference_row(ctx: Context, seed: int) -> tuple[dict, Path]:
                                     progress=ctx.cfg.progress)
         row, losses = evaluate(model, ctx.data, return_losses=True)
         np.savez(work / "losses.npz", **losses)
-        write_json(work / "row.json", {**row, "train_s": meta["time"]})
+        write_json(work / "row.json", {**row, "train_s": meta["time"], "train_gflops": run_speed(meta.get("gflops"))})
 
     path = ctx.store.get_or_compute("attack-metrics", params, build,
                                     label=f"{ctx.data.info.name}-{ctx.tcfg.arch}-retrain-s{seed}")
@@ -123,7 +124,8 @@ def method_row(ctx: Context, seed: int, method: str) -> tuple[dict, dict[str, np
     base = {"dataset": data.info.name, "arch": arch, "method": method, "display": get_method(method).display,
             "seed": seed}
     if method == "retrain":
-        row = {**r_row, **versus_retrain(r_row, r_row, r_row["train_s"], r_row["train_s"]),
+        g = r_row.get("train_gflops", math.nan)
+        row = {**r_row, **versus_retrain(r_row, r_row, r_row["train_s"], r_row["train_s"], g, g),
                "unlearn_s": r_row["train_s"], "dist_norm": 0.0, "dist_l2": 0.0, "dist_scaled": 0.0, "hp": {}}
         path = r_path
     else:
@@ -143,7 +145,9 @@ def method_row(ctx: Context, seed: int, method: str) -> tuple[dict, dict[str, np
             seconds = math.nan if method == "original" else meta["time"]  # O unlearns nothing: no RTE
             row, losses = evaluate(model, data, return_losses=True)
             np.savez(work / "losses.npz", **losses)
-            write_json(work / "row.json", {**row, **versus_retrain(row, r_row, seconds, r_row["train_s"]),
+            g_u = math.nan if method == "original" else run_speed(meta.get("gflops"))
+            speeds = (g_u, r_row.get("train_gflops", math.nan))
+            write_json(work / "row.json", {**row, **versus_retrain(row, r_row, seconds, r_row["train_s"], *speeds),
                                            **model_distances(retrained, model), "unlearn_s": seconds,
                                            "hp": hp})
 
@@ -152,6 +156,7 @@ def method_row(ctx: Context, seed: int, method: str) -> tuple[dict, dict[str, np
         row = read_json(path / "row.json")
     row = {**base, **row, "retrain_s": r_row["train_s"]}
     row.pop("train_s", None)
+    row.pop("train_gflops", None)
     row["hp"] = json.dumps(row["hp"], sort_keys=True)
     return row, dict(np.load(path / "losses.npz"))
 
