@@ -56,29 +56,93 @@ def accuracy_gaps(table: pd.DataFrame, r: Ranking):
     return fig
 
 
+# label offsets tried in turn around a point (points; right-hand ones first, the way the eye reads)
+OFFSETS = ((5, 3), (5, -10), (-5, 3), (-5, -10), (0, 9), (0, -15), (10, -4), (-10, -4), (14, 10), (-14, 10),
+           (14, -18), (-14, -18))
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def place_labels(ax, xs, ys, texts, fontsize: float = 7) -> None:
+    """Label points without collisions: each label takes the first offset that overlaps no earlier label, no
+    point and stays inside the axes (else the least-overlapping one); adjustText's job, in a few lines."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    pts = ax.transData.transform(np.column_stack([xs, ys]))
+    r = 5.0 * fig.dpi / 72  # a marker and its error-bar caps, in pixels
+    taken = [matplotlib.transforms.Bbox([[px - r, py - r], [px + r, py + r]]) for px, py in pts]
+    for x, y, text in zip(xs, ys, texts):
+        best = None
+        for dx, dy in OFFSETS:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                              ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom")
+            bb = ann.get_window_extent(renderer)
+            cost = sum(_overlap(bb, t) for t in taken) + (0 if frame.contains(bb.x0, bb.y0) and
+                                                          frame.contains(bb.x1, bb.y1) else bb.width * bb.height)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, bb)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+
+
+def _interval(r: Ranking, metric: str) -> pd.DataFrame:
+    """Per (dataset, arch, method): the mean and the tables' interval (seeds' range under 3 seeds, else the CI)."""
+    s = r.summary[r.summary["metric"] == metric].copy()
+    few = s["n"] < 3
+    s["low"] = np.where(few, s["min"], s["lo"])
+    s["high"] = np.where(few, s["max"], s["hi"])
+    return s[["dataset", "arch", "method", "mean", "low", "high"]]
+
+
 def tradeoff(r: Ranking):
-    """Indiscernibility (Test MIA) against RTE per method, seed means: the privacy / speed trade-off."""
-    m = r.means[~r.means["method"].isin(REFERENCES)].merge(r.failures[["dataset", "arch", "method", "failed"]],
-                                                             on=["dataset", "arch", "method"])
-    m["status"] = np.where(m["failed"], "failed", "ranked")
+    """Indiscernibility (Test MIA) against RTE per method: seed means with their seed intervals, the Retrained
+    model (RTE 1 by definition) as the target, the Original's indiscernibility as the bar to clear."""
+    keys = ["dataset", "arch", "method"]
+    m = _interval(r, "rte").merge(_interval(r, "indisc"), on=keys, suffixes=("_x", "_y"))
+    m = m.merge(r.failures[[*keys, "failed"]], on=keys, how="left")
     pairs = _pairs(r.means)
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 4.8), squeeze=False)
     for ax, (ds, arch) in zip(axes.flat, pairs):
         sub = m[(m["dataset"] == ds) & (m["arch"] == arch)]
-        sns.scatterplot(sub, x="rte", y="indisc", hue="status", style="status", ax=ax, s=45,
-                        hue_order=["ranked", "failed"], palette=["C0", "C3"])
-        for _, row in sub.iterrows():
-            if np.isfinite(row["rte"]) and row["rte"] > 0:
-                ax.annotate(r.displays.get(row["method"], row["method"]), (row["rte"], row["indisc"]),
-                            fontsize=7, xytext=(3, 2), textcoords="offset points")
-        o = r.means[(r.means["dataset"] == ds) & (r.means["arch"] == arch) & (r.means["method"] == "original")]
+        target = sub[sub["method"] == "retrain"]
+        o = sub[sub["method"] == "original"]
+        pts = sub[~sub["method"].isin(REFERENCES) & np.isfinite(sub["mean_x"]) & (sub["mean_x"] > 0)]
+        for status, color, marker in (("ranked", "C0", "o"), ("failed", "C3", "X")):
+            g = pts[pts["failed"] == (status == "failed")]
+            if len(g):
+                ax.errorbar(g["mean_x"], g["mean_y"], xerr=[g["mean_x"] - g["low_x"], g["high_x"] - g["mean_x"]],
+                            yerr=[g["mean_y"] - g["low_y"], g["high_y"] - g["mean_y"]], fmt=marker, color=color,
+                            ms=5, elinewidth=0.7, capsize=2, label=status)
+        if len(target):
+            ax.plot([1.0], target["mean_y"], marker="*", ms=14, color="gold", mec="k", ls="", zorder=5,
+                    label="Retrained (target)")
         if len(o):
-            ax.axhline(o["indisc"].iloc[0], color="k", ls="--", lw=0.8, label="Original")
+            ax.axhline(o["mean_y"].iloc[0], color="k", ls="--", lw=0.8, label="Original's indisc")
         ax.axvline(1, color="0.5", ls=":", lw=0.8, label="RTE 1 (retraining)")
-        if (sub["rte"] > 0).any():
-            ax.set_xscale("log")
+        xs = np.concatenate([pts["low_x"], pts["high_x"], [1.0]])
+        xs = xs[np.isfinite(xs) & (xs > 0)]
+        ys = np.concatenate([pts["low_y"], pts["high_y"], target["mean_y"], o["mean_y"]])
+        ys = ys[np.isfinite(ys)]
+        ax.set_xscale("log")
+        ax.set_xlim(xs.min() / 2, xs.max() * 2)  # half a doubling of room: the target and labels stay inside
+        pad = 0.08 * max(ys.max() - ys.min(), 0.05) if len(ys) else 0.05
+        ax.set_ylim(ys.min() - pad, ys.max() + 2 * pad)
         ax.set(title=f"{ds} / {arch}", xlabel="RTE = T_R / T_U (log)", ylabel="indiscernibility (Test MIA)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best")
+        place_labels(ax, pts["mean_x"].to_numpy(), pts["mean_y"].to_numpy(),
+                     [r.displays.get(x, x) for x in pts["method"]])
+    fig.suptitle("Up and to the right is better; bars: the seeds' range (< 3 seeds) or the bootstrap CI",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

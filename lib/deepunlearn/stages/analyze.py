@@ -85,10 +85,47 @@ def _timed(a: Analysis, step: str, t0: float) -> None:
     a.timings[f"analyze: {step}"] = time.time() - t0
 
 
+def _curves_path(a: Analysis, name: str) -> Path:
+    return a.report_dir / "curves" / f"{name}.npz"
+
+
+def save_curves(a: Analysis) -> None:
+    """Per attack config: the MIA losses of one seed and the U-LiRA ROC curves, beside the results table,
+    so that `make figures` (from_results) redraws every figure without asking the store."""
+    for name, acfg in zip(a.cfg.attack, a.attack_cfgs):
+        seeds = acfg.seeds if acfg.seeds is not None else attack_stage.unlearn.load_train_config(acfg.train).seeds
+        seed = a.cfg.loss_seed if a.cfg.loss_seed is not None else seeds[0]
+        arrays = {f"loss/{m}/{split}": v for m, ls in attack_stage.losses(acfg, seed).items() for split, v in ls.items()}
+        arrays.update({f"roc/{t}/{k}": v for t, c in attack_stage.roc_curves(acfg).items() for k, v in c.items()})
+        path = _curves_path(a, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, seed=np.int64(seed), train=np.str_(acfg.train), **arrays)
+
+
+def load_curves(a: Analysis, name: str) -> tuple[dict, dict, int, str]:
+    """(losses {method: {split: array}}, ROC {target: {fpr, tpr, auc}}, seed, train config) saved by `save_curves`."""
+    path = _curves_path(a, name)
+    if not path.is_file():
+        raise UserError(f"No saved curves at {path}; run the analyze stage once with from_results=False.")
+    z = np.load(path)
+    losses, roc = {}, {}
+    for key in z.files:
+        kind, *rest = key.split("/")
+        if kind == "loss":
+            losses.setdefault(rest[0], {})[rest[1]] = z[key]
+        elif kind == "roc":
+            roc.setdefault(rest[0], {})[rest[1]] = z[key]
+    return losses, roc, int(z["seed"]), str(z["train"])
+
+
 def collect(a: Analysis) -> pd.DataFrame:
-    """The tidy results table of every attack config, saved as CSV and parquet beside the report."""
+    """The tidy results table of every attack config (CSV and parquet) and its figures' curves, beside the report."""
     t0 = time.time()
-    a.table = results.load(a.report_dir) if a.cfg.from_results else results.collect(a.attack_cfgs, a.cfg.progress)
+    if a.cfg.from_results:
+        a.table = results.load(a.report_dir)
+    else:
+        a.table = results.collect(a.attack_cfgs, a.cfg.progress)
+        save_curves(a)
     results.save(a.table, a.report_dir)
     _timed(a, "collect", t0)
     return a.table
@@ -200,11 +237,13 @@ def draw(a: Analysis) -> list[str]:
             "critical-difference": ("Critical-difference diagram (Friedman / Nemenyi on RetDev)",
                                     plots.critical_difference(r)),
             "rank-distribution": ("Rank distribution over seeds", plots.rank_distribution(r))}
-    for name, acfg in zip(a.cfg.attack, a.attack_cfgs):
-        made[f"mia-losses-{name}"] = (f"Forget vs test losses ({name})",
-                                      attack_stage.plot_loss_histograms(acfg, a.cfg.loss_seed))
-        if acfg.ulira:
-            made[f"ulira-roc-{name}"] = (f"U-LiRA ROC ({name})", attack_stage.plot_roc(acfg))
+    for name in a.cfg.attack:
+        losses, roc, seed, train = load_curves(a, name)
+        made[f"mia-losses-{name}"] = (f"Forget vs test losses ({name}, seed {seed}), each panel on its own range",
+                                      attack_stage.loss_histograms(losses, f"{train}: forget vs test losses "
+                                                                           f"(seed {seed})"))
+        if roc:
+            made[f"ulira-roc-{name}"] = (f"U-LiRA ROC ({name})", attack_stage.roc_figure(roc, f"U-LiRA ({train})"))
     a.figures = {name: (caption, plots.save(fig, folder, name)) for name, (caption, fig) in made.items()}
     _timed(a, "figures", t0)
     return list(a.figures)

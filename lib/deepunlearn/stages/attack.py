@@ -223,52 +223,93 @@ def losses(cfg: AttackConfig, seed: int | None = None) -> dict[str, dict[str, np
     return {m: method_row(ctx, seed, m)[1] for m in ["original", "retrain", *ctx.methods]}
 
 
-def plot_loss_histograms(cfg: AttackConfig, seed: int | None = None):
-    """Forget vs test loss histograms per model (log loss axis): what the population MIA sees."""
+def loss_histograms(per_model: dict[str, dict[str, np.ndarray]], title: str, lo_q: float = 0.01,
+                    hi_q: float = 0.99):
+    """Forget vs test loss histograms, one panel per model on its own log range (its `lo_q`..`hi_q` quantiles).
+
+    One method's exploding losses (FF reaches 1e33) would flatten every other panel on a shared axis;
+    losses outside a panel's range are piled into its edge bins and their share is given in its title.
+    """
     import matplotlib.pyplot as plt
 
-    per_model = losses(cfg, seed)
     n = len(per_model)
     cols = min(n, 4)
-    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.2 * cols, 2.6 * -(-n // cols)), squeeze=False)
-    floor = 1e-6  # losses of perfectly fitted samples underflow to 0; clip them onto the log axis
-    every = np.concatenate([ls[k] for ls in per_model.values() for k in ("forget", "test")])
-    every = np.clip(every, floor, None)
-    bins = np.logspace(np.log10(every.min()), np.log10(every.max()) + 1e-9, 40)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.7 * rows), squeeze=False)
+    floor = 1e-7  # losses of perfectly fitted samples underflow to 0; clip them onto the log axis
     for ax, (m, ls) in zip(axes.flat, per_model.items()):
+        both = np.clip(np.concatenate([ls["forget"], ls["test"]]), floor, None)
+        both = both[np.isfinite(both)]
+        if len(both) == 0:
+            ax.set_title(f"{_display(m)}: no finite loss", fontsize=9)
+            continue
+        lo, hi = np.quantile(both, [lo_q, hi_q])
+        hi = max(hi, lo * 10)  # at least a decade, so a model with near-constant losses still shows a bar
+        bins = np.logspace(np.log10(lo), np.log10(hi), 30)
+        outside = 0.0
         for split, color in (("forget", "C3"), ("test", "C0")):
-            x = np.clip(ls[split], floor, None)  # fractions, not densities: the bins are log-spaced
-            ax.hist(x, bins=bins, weights=np.full(len(x), 1 / len(x)), alpha=0.5, color=color, label=split)
+            x = np.clip(ls[split], floor, None)
+            x = np.where(np.isfinite(x), x, hi)
+            outside += ((x < lo) | (x > hi)).sum()
+            # fractions, not densities: the bins are log-spaced
+            ax.hist(np.clip(x, lo, hi), bins=bins, weights=np.full(len(x), 1 / len(x)), alpha=0.5, color=color,
+                    label=split)
         ax.set_xscale("log")
-        ax.set_title(get_method(m).display)
-        ax.set(xlabel="cross-entropy", ylabel="fraction of the split")
+        share = outside / (len(ls["forget"]) + len(ls["test"]))
+        ax.set_title(_display(m) + (f" ({100 * share:.0f}% clipped to the edges)" if share >= 0.005 else ""),
+                     fontsize=9)
+        ax.set(xlabel="cross-entropy (own range)", ylabel="fraction of the split")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    axes.flat[0].legend()
-    fig.suptitle(f"{cfg.train}: forget vs test losses" + (f" (seed {seed})" if seed is not None else ""))
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
+    return fig
+
+
+def _display(method: str) -> str:
+    try:
+        return get_method(method).display
+    except UserError:  # a plugin method that is not loaded in this process (the figures from saved results)
+        return method
+
+
+def plot_loss_histograms(cfg: AttackConfig, seed: int | None = None):
+    """Forget vs test loss histograms per model: what the population MIA sees (from the store)."""
+    seed = seed if seed is not None else (cfg.seeds or unlearn.load_train_config(cfg.train).seeds)[0]
+    return loss_histograms(losses(cfg, seed), f"{cfg.train}: forget vs test losses (seed {seed})")
+
+
+def roc_curves(cfg: AttackConfig) -> dict[str, dict[str, np.ndarray]]:
+    """U-LiRA ROC curve and AUC per target: {target: {"fpr", "tpr", "auc"}} (empty if U-LiRA is off)."""
+    if not cfg.ulira:
+        return {}
+    return {t: {"fpr": res.fpr, "tpr": res.tpr, "auc": np.float64(res.summary["auc"])}
+            for t, res in ulira_results(cfg).items()}
+
+
+def roc_figure(curves: dict[str, dict[str, np.ndarray]], title: str):
+    """U-LiRA ROC curves on log-log axes, the Original and Retrained as references."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for i, (t, c) in enumerate(curves.items()):
+        style = {"original": "k--", "retrain": "k:"}.get(t, f"C{i}-")
+        ax.plot(np.maximum(c["fpr"], 1e-5), np.maximum(c["tpr"], 1e-5), style,
+                label=f"{_display(t)} (AUC {float(c['auc']):.3f})")
+    ax.plot([1e-5, 1], [1e-5, 1], color="0.7", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
+           ylabel="true positive rate", title=title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
     return fig
 
 
 def plot_roc(cfg: AttackConfig):
-    """U-LiRA ROC curves on log-log axes, the Original and Retrained as references (None if U-LiRA is off)."""
-    if not cfg.ulira:
-        return None
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for i, (t, res) in enumerate(ulira_results(cfg).items()):
-        style = {"original": "k--", "retrain": "k:"}.get(t, f"C{i}-")
-        ax.plot(np.maximum(res.fpr, 1e-5), np.maximum(res.tpr, 1e-5), style,
-                label=f"{get_method(t).display} (AUC {res.summary['auc']:.3f})")
-    ax.plot([1e-5, 1], [1e-5, 1], color="0.7", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
-           ylabel="true positive rate", title=f"U-LiRA ({cfg.train})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
-    return fig
+    """U-LiRA ROC curves of the config (None if U-LiRA is off)."""
+    return roc_figure(roc_curves(cfg), f"U-LiRA ({cfg.train})") if cfg.ulira else None
 
 
 def main(argv: list[str] | None = None) -> int:
