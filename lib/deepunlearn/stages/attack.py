@@ -225,10 +225,11 @@ def losses(cfg: AttackConfig, seed: int | None = None) -> dict[str, dict[str, np
 
 def loss_histograms(per_model: dict[str, dict[str, np.ndarray]], title: str, lo_q: float = 0.01,
                     hi_q: float = 0.99):
-    """Forget vs test loss histograms, one panel per model on its own log range (its `lo_q`..`hi_q` quantiles).
+    """Forget vs test loss histograms, one panel per model on its own range (log when it spans a decade).
 
     One method's exploding losses (FF reaches 1e33) would flatten every other panel on a shared axis;
-    losses outside a panel's range are piled into its edge bins and their share is given in its title.
+    a panel spanning more than six decades is cut to its `lo_q`..`hi_q` quantiles, the losses outside
+    piled into its edge bins and their share given in its title.
     """
     import matplotlib.pyplot as plt
 
@@ -243,22 +244,26 @@ def loss_histograms(per_model: dict[str, dict[str, np.ndarray]], title: str, lo_
         if len(both) == 0:
             ax.set_title(f"{_display(m)}: no finite loss", fontsize=9)
             continue
-        lo, hi = np.quantile(both, [lo_q, hi_q])
-        hi = max(hi, lo * 10)  # at least a decade, so a model with near-constant losses still shows a bar
-        bins = np.logspace(np.log10(lo), np.log10(hi), 30)
-        outside = 0.0
+        lo, hi = both.min(), both.max()
+        if hi / lo > 1e6:  # many decades: a few extreme losses would squeeze the bulk into a few bins
+            lo, hi = np.quantile(both, [lo_q, hi_q])
+        hi = max(hi, lo * 1.01)  # identical losses still get a bar
+        log = hi / lo > 10  # under a decade a linear axis reads better (and has readable ticks)
+        bins = np.logspace(np.log10(lo), np.log10(hi), 30) if log else np.linspace(lo, hi, 30)
+        outside = 0
         for split, color in (("forget", "C3"), ("test", "C0")):
             x = np.clip(ls[split], floor, None)
             x = np.where(np.isfinite(x), x, hi)
-            outside += ((x < lo) | (x > hi)).sum()
-            # fractions, not densities: the bins are log-spaced
+            outside += int(((x < lo) | (x > hi)).sum())
+            # fractions, not densities: the bins may be log-spaced
             ax.hist(np.clip(x, lo, hi), bins=bins, weights=np.full(len(x), 1 / len(x)), alpha=0.5, color=color,
                     label=split)
-        ax.set_xscale("log")
+        if log:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels collide on a short log axis
         share = outside / (len(ls["forget"]) + len(ls["test"]))
-        ax.set_title(_display(m) + (f" ({100 * share:.0f}% clipped to the edges)" if share >= 0.005 else ""),
-                     fontsize=9)
-        ax.set(xlabel="cross-entropy (own range)", ylabel="fraction of the split")
+        ax.set_title(_display(m) + (f" ({100 * share:.1f}% outside, at the edges)" if outside else ""), fontsize=9)
+        ax.set(xlabel="cross-entropy (this panel's range)", ylabel="fraction of the split")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
