@@ -3,9 +3,10 @@
 The Retrained model is trained once on a quiet machine; the same unlearning run (FT from the
 Original) is then timed twice, quiet and while a process of ours keeps every core busy with matmuls.
 Each run is bracketed by the speed probe the stages use (`training.matmul_gflops`), so this prints,
-for both runs: seconds, probe GFLOP/s, CPU seconds, the raw RTE = T_R / T_U (what was stored before the probes)
-and the speed-normalised RTE = (T_R·g_R) / (T_U·g_U) (what the attack stage stores now), and how
-far each moved under load. One run each; rerun it to see the noise.
+for both runs: seconds, probe GFLOP/s, CPU seconds, the raw RTE = T_R / T_U (all there was before the
+probes) and the speed-normalised RTE = (T_R·g_R) / (T_U·g_U) (the attack stage's `rte_speed`), how far
+each moved under load (1.00 = not at all), and whether the report's 20% speed-gap flag would catch the
+loaded run. One run each; rerun it to see the noise.
 
     python bench/rte_under_load.py [--arch smallresnet] [--epochs 2] [--ft-epochs 1]
 """

@@ -288,8 +288,8 @@ def summary_html(a: Analysis) -> str:
             f"indiscernibility ≤ the Original's; the others are ranked by RetDev (ties: indiscernibility, RTE) and "
             f"the ranks averaged over pairs.</p><p><b>Ranked, best first:</b> {html.escape(', '.join(ranked) or 'none')}."
             f"</p><p><b>Failed group:</b> {html.escape(', '.join(failed) or 'none')}.</p><p>{html.escape(fr)}</p>"
-            f"<p><b>Run times:</b> RTE multiplies each time by the machine's fp32 matmul speed measured just before "
-            f"and after it, so a run slowed by a competing process is not counted as slow work. "
+            f"<p><b>Run times:</b> beside each time the machine's fp32 matmul speed was measured just before and after "
+            f"it; the RTE table also gives the ratio with each time multiplied by its speed. "
             f"{html.escape(speed)}</p>")
 
 

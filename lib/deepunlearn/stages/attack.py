@@ -22,9 +22,9 @@ from deepunlearn.stages.train import TrainConfig, load_data, recipe_of
 from deepunlearn.store import Store, read_json, write_json
 from deepunlearn.training import Recipe
 
-VERSION = 2  # bump when a stored row changes meaning (2: speed-normalised RTE, the probes' GFLOP/s)
+VERSION = 2  # bump when a stored row changes meaning (2: the probes' GFLOP/s and the speed-normalised RTE)
 COLUMNS = ("dataset", "arch", "method", "display", "seed", "ra", "fa", "va", "ta", "val_mia", "test_mia",
-           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "rte_raw", "unlearn_s", "retrain_s",
+           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "rte_speed", "unlearn_s", "retrain_s",
            "unlearn_gflops", "retrain_gflops", "speed_gap", "sape_ra",
            "sape_fa", "sape_ta", "dist_norm", "dist_l2", "dist_scaled", "hp")  # table order; U-LiRA last
 ULIRA_COLUMNS = ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "mean_score")
