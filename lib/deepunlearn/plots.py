@@ -36,7 +36,8 @@ def _order(r: Ranking) -> list[str]:
 
 
 def accuracy_gaps(table: pd.DataFrame, r: Ranking):
-    """Per method: RA, FA and TA minus the Retrained model's of the same seed (percentage points, 95% CI)."""
+    """Per method: RA, FA and TA minus the Retrained model's of the same seed (percentage points); bars: the
+    95% bootstrap CI over seeds, or with fewer than 3 seeds their range (min to max)."""
     ref = table.loc[table["method"] == "retrain", ["dataset", "arch", "seed", "ra", "fa", "ta"]]
     df = table[table["method"] != "retrain"].merge(ref, on=["dataset", "arch", "seed"], suffixes=("", "_r"))
     long = pd.concat([pd.DataFrame({"dataset": df["dataset"], "arch": df["arch"], "method": df["display"],
@@ -44,11 +45,12 @@ def accuracy_gaps(table: pd.DataFrame, r: Ranking):
                       for name, k in (("retain", "ra"), ("forget", "fa"), ("test", "ta"))])
     order = [r.displays["original"]] + _order(r) if "original" in r.displays else _order(r)
     pairs = _pairs(table)
+    errorbar = ("ci", 95) if r.n_seeds >= 3 else ("pi", 100)  # a "CI" of two values is just their range
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 0.28 * len(order) + 1.5),
                              squeeze=False, sharey=True)
     for ax, (ds, arch) in zip(axes.flat, pairs):
         sub = long[(long["dataset"] == ds) & (long["arch"] == arch)]
-        sns.barplot(sub, y="method", x="gap", hue="split", order=order, errorbar=("ci", 95), ax=ax,
+        sns.barplot(sub, y="method", x="gap", hue="split", order=order, errorbar=errorbar, ax=ax,
                     palette=["C0", "C3", "C2"], err_kws={"linewidth": 0.8})
         ax.axvline(0, color="k", lw=0.8)
         ax.set(title=f"{ds} / {arch}", xlabel="accuracy − Retrained (pp)", ylabel="")

@@ -232,7 +232,8 @@ def draw(a: Analysis) -> list[str]:
     """Every figure as PDF and PNG in the figures folder; returns their names."""
     t0 = time.time()
     r, folder = a.ranking, a.figures_dir
-    made = {"gaps": ("Accuracy gaps to the Retrained model (95% CI over seeds)", plots.accuracy_gaps(a.table, r)),
+    bars = "95% bootstrap CI over seeds" if r.n_seeds >= ranking.MIN_CI_SEEDS else f"range over {r.n_seeds} seeds"
+    made = {"gaps": (f"Accuracy gaps to the Retrained model (bars: {bars})", plots.accuracy_gaps(a.table, r)),
             "tradeoff": ("Indiscernibility vs run-time efficiency", plots.tradeoff(r)),
             "critical-difference": ("Critical-difference diagram (Friedman / Nemenyi on RetDev)",
                                     plots.critical_difference(r)),
