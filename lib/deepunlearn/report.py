@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -126,8 +127,15 @@ def environment(root: Path = HERE) -> dict[str, str]:
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:2px 6px;
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
-tr.failed td{color:#a33}tr.reference td{background:#f7f7ff}img{max-width:100%}
+td.text{text-align:left}tr.failed td{color:#a33}tr.reference td{background:#f7f7ff}img{max-width:100%}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}h2{border-bottom:1px solid #ddd}"""
+
+
+def _td(value) -> str:
+    text = str(value)
+    # prose (a protocol line, a failure reason) reads left-aligned; numbers and intervals stay right-aligned
+    prose = " " in text and re.search(r"[A-Za-z]{2}", text) is not None
+    return f"<td class='text'>{html.escape(text)}</td>" if prose else f"<td>{html.escape(text)}</td>"
 
 
 def table_html(df: pd.DataFrame) -> str:
@@ -137,7 +145,7 @@ def table_html(df: pd.DataFrame) -> str:
     body = []
     for _, row in df.iterrows():
         cls = f' class="{html.escape(str(row["group"]))}"' if "group" in df.columns else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in cols) + "</tr>")
+        body.append(f"<tr{cls}>" + "".join(_td(row[c]) for c in cols) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 

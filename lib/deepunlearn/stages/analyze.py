@@ -284,7 +284,7 @@ def summary_html(a: Analysis) -> str:
     fr = (f"Friedman test on RetDev of the {f.k} methods outside the failed group over {f.n} blocks: "
           f"χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}. " if np.isfinite(f.cd) else "") + ranking.cd_sentence(r)
     speed = ranking.speed_flags(t)
-    return (f"<p>{len(over)} methods on {pairs}, seeds {sorted(t['seed'].unique().tolist())}. "
+    return (f"<p>{len(over)} method{'s' if len(over) != 1 else ''} on {pairs}, seeds {sorted(t['seed'].unique().tolist())}. "
             f"A method fails on a (dataset, arch) if its seed-mean RTE ≤ 1, its RetDev ≥ the Original's, or its "
             f"indiscernibility ≤ the Original's; the others are ranked by RetDev (ties: indiscernibility, RTE) and "
             f"the ranks averaged over pairs.</p><p><b>Ranked, best first:</b> {html.escape(', '.join(ranked) or 'none')}."
