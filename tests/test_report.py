@@ -76,8 +76,10 @@ def test_speed_flags_name_the_rtes_timed_at_speeds_far_apart():
     table.loc[(table["method"] == "b") & (table["seed"] == 1), "speed_gap"] = 0.35
     text = ranking.speed_flags(table)
     # 6 methods x 2 seeds with an RTE; the references are not counted
-    assert text == "1 of 12 RTEs were timed at machine speeds more than 20% apart: B (seed 1, 35%)."
+    assert text == "1 of the 12 RTEs with speed measurements were timed at machine speeds more than 20% apart: B (seed 1, 35%)."
     r = ranking.rank(table, n_boot=100)
     rte = ranking.rte_table(r).set_index("method")
     assert rte.loc["B", "ds1/net speed gap"] == "35% ⚑" and rte.loc["A", "ds1/net speed gap"] == "5%"
-    assert "no speed measurement" in ranking.speed_flags(table.assign(speed_gap=np.nan))
+    assert ranking.speed_flags(table.assign(speed_gap=np.nan)).startswith("None of the 12 RTEs has a speed measurement")
+    table.loc[table["method"] == "a", "speed_gap"] = np.nan
+    assert ranking.speed_flags(table).endswith("2 RTEs have no speed measurement (older stored runs) and are raw ratios.")

@@ -69,13 +69,13 @@ def _overlap(a, b) -> float:
     return w * h if w > 0 and h > 0 else 0.0
 
 
-def place_labels(ax, xs, ys, texts, fontsize: float = 7) -> None:
+def place_labels(ax, xs, ys, texts, fontsize: float = 7, avoid: tuple = ()) -> None:
     """Label points without collisions: each label takes the first offset that overlaps no earlier label, no
-    point and stays inside the axes (else the least-overlapping one); adjustText's job, in a few lines."""
+    point (nor an `avoid` (x, y) marker) and stays inside the axes (else the least-overlapping one)."""
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    pts = ax.transData.transform(np.column_stack([xs, ys]))
+    pts = ax.transData.transform(np.array([*zip(xs, ys), *avoid], dtype=float).reshape(-1, 2))
     r = 5.0 * fig.dpi / 72  # a marker and its error-bar caps, in pixels
     taken = [matplotlib.transforms.Bbox([[px - r, py - r], [px + r, py + r]]) for px, py in pts]
     for x, y, text in zip(xs, ys, texts):
@@ -119,7 +119,7 @@ def tradeoff(r: Ranking):
         target = sub[sub["method"] == "retrain"]
         o = sub[sub["method"] == "original"]
         pts = sub[~sub["method"].isin(REFERENCES) & np.isfinite(sub["mean_x"]) & (sub["mean_x"] > 0)]
-        for status, color, marker in (("ranked", "C0", "o"), ("failed", "C3", "X")):
+        for status, color, marker in (("failed", "C3", "X"), ("ranked", "C0", "o")):  # the ranked on top
             g = pts[pts["failed"] == (status == "failed")]
             if len(g):
                 ax.errorbar(g["mean_x"], g["mean_y"], xerr=[g["mean_x"] - g["low_x"], g["high_x"] - g["mean_x"]],
@@ -142,7 +142,8 @@ def tradeoff(r: Ranking):
         ax.set(title=f"{ds} / {arch}", xlabel="RTE = T_R / T_U (log)", ylabel="indiscernibility (Test MIA)")
         ax.legend(fontsize=7, loc="best")
         place_labels(ax, pts["mean_x"].to_numpy(), pts["mean_y"].to_numpy(),
-                     [r.displays.get(x, x) for x in pts["method"]])
+                     [r.displays.get(x, x) for x in pts["method"]],
+                     avoid=[(1.0, y) for y in target["mean_y"]] * 3)  # the star is bigger than a point
     fig.suptitle("Up and to the right is better; bars: the seeds' range (< 3 seeds) or the bootstrap CI",
                  fontsize=9)
     fig.tight_layout()

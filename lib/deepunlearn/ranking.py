@@ -283,7 +283,7 @@ def cd_sentence(r: Ranking) -> str:
     f = r.friedman
     if not np.isfinite(f.cd):
         return (f"No Friedman test: it needs at least 2 blocks and 3 methods outside the failed group "
-                f"(here {f.n} blocks, {f.k} methods).")
+                f"(here {f.n} blocks, {f.k} method{'s' if f.k != 1 else ''}).")
     lo, hi = f.mean_ranks.min(), f.mean_ranks.max()
     if cd_exceeds_range(f):
         return (f"The Nemenyi critical difference ({f.cd:.2f} ranks at α = {f.alpha}) exceeds the whole range of "
@@ -376,9 +376,12 @@ def speed_flags(table: pd.DataFrame, gap: float = SPEED_GAP) -> str:
     runs = table[~table["method"].isin(REFERENCES) & table["rte"].notna()]
     far = runs[runs["speed_gap"] > gap]
     unknown = runs[runs["speed_gap"].isna()]
+    if len(unknown) == len(runs):
+        return (f"None of the {len(runs)} RTEs has a speed measurement (runs stored before the probes), so none "
+                "could be checked for load; they are plain ratios.")
     names = [f"{d.get('display', d['method'])} (seed {d['seed']}, {100 * d['speed_gap']:.0f}%)"
              for _, d in far.iterrows()]
-    out = [f"{len(far)} of {len(runs)} RTEs were timed at machine speeds more than {100 * gap:.0f}% apart"
+    out = [f"{len(far)} of the {len(runs) - len(unknown)} RTEs with speed measurements were timed at machine speeds more than {100 * gap:.0f}% apart"
            + (f": {', '.join(names)}" if names else "") + "."]
     if len(unknown):
         out.append(f"{len(unknown)} RTEs have no speed measurement (older stored runs) and are raw ratios.")

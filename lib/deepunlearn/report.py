@@ -86,7 +86,7 @@ def git_commit(root: Path = Path(".")) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True,
                                check=False).stdout
         return sha + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
@@ -134,7 +134,7 @@ pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}h2{border-bot
 def _td(value) -> str:
     text = str(value)
     # prose (a protocol line, a failure reason) reads left-aligned; numbers and intervals stay right-aligned
-    prose = " " in text and re.search(r"[A-Za-z]{2}", text) is not None
+    prose = re.search(r"[A-Za-z]{2}", text) is not None and (" " in text or not re.search(r"\d", text))
     return f"<td class='text'>{html.escape(text)}</td>" if prose else f"<td>{html.escape(text)}</td>"
 
 
