@@ -66,9 +66,10 @@ sweep: setup  ## Optuna studies of params/sweep/$(CONFIG).yaml with WORKERS proc
 analyze: setup  ## render notebooks/analyze.py with params/analyze/$(CONFIG).yaml
 	@$(PY) -m deepunlearn.render analyze $(CONFIG)
 
-bench: setup  ## training throughput: our loop vs a torchvision DataLoader loop
+bench: setup  ## training throughput vs a torchvision DataLoader loop; small-map convs; RTE under load
 	$(PY) bench/train_throughput.py
 	$(PY) bench/small_map_convs.py
+	$(PY) bench/rte_under_load.py
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check lib tests bench notebooks

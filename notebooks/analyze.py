@@ -18,8 +18,9 @@
 # seed-mean RTE is at most 1, or its RetDev is no better than the Original's, or its
 # indiscernibility (Test MIA) is no better than the Original's; the other methods are ranked by
 # RetDev (ties: indiscernibility, then RTE) and the ranks averaged over the pairs. Every metric gets a
-# seed mean and a 95% bootstrap CI; a Friedman test and Nemenyi critical difference say which rank
-# gaps are significant. The paper's tables are written as Markdown and LaTeX, the figures as PDF and
+# seed mean and, with three seeds or more, a 95% bootstrap CI (with two, the two seeds' range); a
+# Friedman test and Nemenyi critical difference over the methods outside the failed group say which
+# rank gaps are significant, and methods within it of each other form tied groups. The paper's tables are written as Markdown and LaTeX, the figures as PDF and
 # PNG, and everything goes into one self-contained HTML report.
 
 # %% tags=["parameters"]
@@ -71,8 +72,15 @@ overall
 main = analyze.write_tables(a)
 
 # %% [markdown]
+# What the ranking rests on: data, models, seeds, search budget, machine, code version, what the
+# intervals are, and whether any two methods differ significantly.
+
+# %%
+analyze.protocol(a)
+
+# %% [markdown]
 # The main table: RetDev (0 = the Retrained model's accuracies) and indiscernibility (1 = a Test MIA
-# at chance), mean ± half the CI width, with the rank per pair.
+# at chance), with the rank per pair, the tied group, and for a failed method the criterion it failed.
 
 # %%
 main
@@ -93,7 +101,8 @@ analyze.show(a, "gaps")
 analyze.show(a, "tradeoff")
 
 # %% [markdown]
-# Critical-difference diagram: methods joined by a red bar are not significantly different.
+# Critical-difference diagram of the methods outside the failed group: methods joined by a bar are
+# not significantly different.
 
 # %%
 analyze.show(a, "critical-difference")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import deepunlearn.stages.analyze  # noqa: F401  (registers the analyze config)
 from deepunlearn.render import render
+from deepunlearn.stages import analyze, make_config, read_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,11 +26,32 @@ def test_analyze_notebook_on_tiny(tmp_path):
     assert set(table["method"]) == {"original", "retrain", "ft"} and "ulira_auc" in table.columns
     assert (out / "reports" / "tiny" / "results.csv").is_file()
     figs = out / "figures" / "tiny"
-    for name in ("main", "rte", "per-arch", "per-dataset-digits-tinycnn"):
+    for name in ("protocol", "main", "rte", "per-arch", "per-dataset-digits-tinycnn", "ulira-digits-tinycnn",
+                 "glossary"):
         assert (figs / f"{name}.md").is_file() and (figs / f"{name}.tex").is_file()
+    protocol = (figs / "protocol.md").read_text()
+    assert "| seeds | 0 (1 seed) |" in protocol and "no search, default or hand-set hyperparameters: FT" in protocol
+    assert "retain 1,147 · forget 128 · val 225 · test 297 images" in protocol and "tiny: 1" in protocol
+    # U-LiRA from the tiny run: the attacked method between the two references, the numbers of results.parquet
+    ulira = (figs / "ulira-digits-tinycnn.md").read_text()
+    ft = table[table["method"] == "ft"].iloc[0]
+    assert "| ORIGINAL |" in ulira.upper() and "| Retrain |" in ulira and f"| FT | {ft['ulira_auc']:.3f} |" in ulira
+    # the notebook shows each of its four figures once
+    pngs = [o for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) == 4
     for name in ("gaps", "tradeoff", "critical-difference", "rank-distribution", "mia-losses-tiny", "ulira-roc-tiny"):
         assert (figs / f"{name}.png").stat().st_size > 5_000 and (figs / f"{name}.pdf").is_file()
     html = (out / "reports" / "tiny" / "index.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "FT" in html and "analyze: collect" in html
+    assert html.index("Protocol") < html.index("Summary") < html.index("Tables")
+    # make figures: every table and figure again from the saved results alone, with an empty store
+    stamp = {p.name: p.stat().st_mtime_ns for p in figs.iterdir()}
+    again = analyze.run(make_config("analyze", **{**read_params(ROOT / "params" / "analyze" / "tiny.yaml"),
+                                                  "from_results": True, "out": str(out), "nb": str(nb),
+                                                  "store": str(tmp_path / "empty")}))
+    assert not (tmp_path / "empty").exists() or not any((tmp_path / "empty").rglob("DONE"))
+    assert set(again.figures) == {"gaps", "tradeoff", "critical-difference", "rank-distribution", "mia-losses-tiny",
+                                  "ulira-roc-tiny"}
+    assert all(p.stat().st_mtime_ns > stamp[p.name] for p in figs.iterdir() if p.name in stamp)
     after = sorted((ROOT / "figures").rglob("*")) if (ROOT / "figures").exists() else []
     assert after == before  # only the paper config writes to figures/

@@ -60,6 +60,12 @@ def test_tiny_stage_table_and_store_reuse(tiny_cfg, monkeypatch):
     assert math.isnan(o["rte"]) and o["dist_l2"] > 0
     ft = table.set_index("method").loc["ft"]
     assert ft["rte"] > 0 and ft["dist_l2"] > 0 and '"epochs": 1' in ft["hp"]
+    # the speed probes stored beside both times, and the RTE they normalise
+    assert ft["unlearn_gflops"] > 0 and ft["retrain_gflops"] > 0 and ft["speed_gap"] >= 0
+    assert ft["rte_speed"] == pytest.approx(ft["rte"] * ft["retrain_gflops"] / ft["unlearn_gflops"])
+    # what the report's protocol reads: no search (hand-set hyperparameters), digits' split sizes, 1 epoch
+    assert (ft["trials"], ft["train_config"], ft["epochs"]) == (0, "tiny", 1)
+    assert ft[["n_retain", "n_forget", "n_val", "n_test"]].tolist() == [1147, 128, 225, 297]
     for col in ("ra", "fa", "va", "ta", "val_mia", "test_mia", "indisc", "ulira_auc", "ulira_balanced_acc"):
         assert table[col].between(0, 1).all(), col
     assert ft["indisc"] == pytest.approx(1 - abs(2 * ft["test_mia"] - 1))

@@ -121,3 +121,23 @@ def test_versus_retrain_is_neutral_on_the_retrained_model():
     assert other["rr"] == 0.5 and other["retdev"] == pytest.approx(0.5)
     assert other["rte"] == 10.0 and other["indisc"] == pytest.approx(0.5)
     assert math.isnan(metrics.versus_retrain(u, r, math.nan, 30.0)["rte"])
+
+
+def test_rte_normalised_by_the_measured_speed():
+    # U ran at half speed (a competing process) and took twice as long: the same work, the same RTE
+    assert metrics.rte_at_speed(100.0, 40.0, 20.0, 20.0) == 10.0
+    assert metrics.rte(100.0, 20.0) == 5.0  # the raw ratio would have halved
+    assert metrics.rte_at_speed(100.0, math.nan, 20.0, 20.0) == 5.0  # no speed stored: the raw ratio
+    assert metrics.run_speed({"before": 30.0, "after": 50.0}) == 40.0
+    assert math.isnan(metrics.run_speed(None)) and math.isnan(metrics.run_speed({"before": 3.0}))
+    assert metrics.speed_gap(40.0, 50.0) == pytest.approx(0.25) and metrics.speed_gap(50.0, 40.0) == pytest.approx(0.25)
+    assert math.isnan(metrics.speed_gap(math.nan, 1.0))
+    u = {"ra": 0.9, "fa": 0.8, "ta": 0.85}
+    out = metrics.versus_retrain(u, u, 20.0, 100.0, g_unlearn=20.0, g_retrain=40.0)
+    assert (out["rte"], out["rte_speed"], out["speed_gap"]) == (5.0, 10.0, 1.0)
+
+
+def test_speed_probe_is_short_and_positive():
+    from deepunlearn.training import matmul_gflops
+
+    assert matmul_gflops("cpu", seconds=0.01) > 0

@@ -131,8 +131,56 @@ def test_cliques_join_methods_within_the_cd():
     assert ranking.cliques(ranks, 0.75) == [["a", "b"], ["b", "c"]]
 
 
+def test_tied_groups_on_a_hand_made_rank_table():
+    ranks = pd.Series({"a": 1.0, "b": 1.5, "c": 2.2, "d": 4.0})
+    # a~b and b~c are within the CD, a and c are not, d differs from all: the compact letter display
+    assert ranking.tied_groups(ranks, 0.75) == {"a": "a", "b": "ab", "c": "b", "d": "c"}
+    assert ranking.tied_groups(ranks, 5.0) == {"a": "a", "b": "a", "c": "a", "d": "a"}
+    assert ranking.tied_groups(ranks, 0.1) == {"a": "a", "b": "b", "c": "c", "d": "d"}
+    assert ranking.tied_groups(ranks, math.nan) == {"a": "", "b": "", "c": "", "d": ""}
+
+
+def test_tied_groups_and_the_cd_sentence_in_the_main_table(r):
+    # Friedman mean ranks a 1.50, b 1.75, c 2.75, e 4.00 with CD 2.35: {a, b, c} and {b, c, e} are tied
+    assert r.friedman.cd == pytest.approx(2.569 * math.sqrt(4 * 5 / 24), abs=1e-3)
+    main = ranking.main_table(r).set_index("method")
+    assert main["tied group"].to_dict() == {"ORIGINAL": "", "RETRAIN": "", "A": "a", "B": "ab", "C": "ab", "E": "b",
+                                            "D": "", "F": ""}
+    assert not ranking.cd_exceeds_range(r.friedman) and "2 groups" in ranking.cd_sentence(r)
+    wide = ranking.Friedman(1.0, 0.5, 18, 4, pd.Series({"x": 7.0, "y": 9.5, "z": 12.0}), 5.0, 18.62, 0.05)
+    assert ranking.cd_exceeds_range(wide)
+    r2 = ranking.Ranking(r.summary, r.means, r.failures, r.ranks, r.overall, r.seed_ranks, wide, r.displays)
+    assert ranking.cd_sentence(r2) == ("The Nemenyi critical difference (18.62 ranks at α = 0.05) exceeds the whole "
+                                       "range of mean ranks (7.00 to 12.00): no two methods differ significantly.")
+    assert set(ranking.tied_groups(wide.mean_ranks, wide.cd).values()) == {"a"}
+
+
+def test_failure_reason_per_method_with_the_numbers(r):
+    main = ranking.main_table(r).set_index("method")["why failed"]
+    assert main["A"] == "" and main["ORIGINAL"] == ""
+    assert main["D"] == "ds1/net: RTE 0.50 ≤ 1 | ds2/net: RTE 0.90 ≤ 1"
+    assert main["E"] == "ds1/net: RetDev 1.500 ≥ 1.000 (Original)"  # passes on ds2
+    assert main["F"] == "ds1/net: Indisc 0.400 ≤ 0.500 (Original) | ds2/net: Indisc 0.500 ≤ 0.600 (Original)"
+    per = ranking.per_dataset_table(r, "ds1", "net").set_index("method")["why failed"]
+    assert per["D"] == "RTE 0.50 ≤ 1" and per["E"] == "RetDev 1.500 ≥ 1.000 (Original)" and per["C"] == ""
+    # all three criteria at once, on a hand-made row
+    row = pd.Series({"fail_rte": True, "fail_retdev": True, "fail_indisc": True, "rte": 0.25, "retdev": 2.0,
+                     "indisc": 0.1, "o_retdev": 1.0, "o_indisc": 0.3})
+    assert ranking.failure_reason(row) == ("RTE 0.25 ≤ 1; RetDev 2.000 ≥ 1.000 (Original); "
+                                           "Indisc 0.100 ≤ 0.300 (Original)")
+
+
+def test_intervals_are_named_for_the_number_of_seeds(r):
+    assert "range over 2 seeds" in ranking.interval_name(r) and "CI" not in ranking.interval_name(r).split("(")[0]
+    assert ranking.cell(r, "ds1", "net", "a", "retdev") == "0.100 [0.090, 0.110]"  # the two seeds' values
+    r3 = ranking.rank(make_table({("ds1", "net"): PAIR_A}, seeds=(0, 1, 2)), n_boot=200)
+    assert ranking.interval_name(r3).startswith("mean ± half-width of the 95% bootstrap CI over 3 seeds")
+    assert " ± " in ranking.cell(r3, "ds1", "net", "a", "retdev")
+
+
 def test_friedman_needs_two_blocks_and_three_methods(r):
-    assert r.friedman.n == 4 and r.friedman.k == 6  # blocks = (dataset, arch, seed)
+    # blocks = (dataset, arch, seed); the failed group (d, f) is left out, as in the tables
+    assert r.friedman.n == 4 and r.friedman.k == 4 and list(r.friedman.mean_ranks.index) == ["a", "b", "c", "e"]
     one = ranking.friedman(pd.DataFrame([[1.0, 2.0, 3.0]], columns=list("abc")))
     assert math.isnan(one.statistic) and math.isnan(one.cd)
 
@@ -140,14 +188,16 @@ def test_friedman_needs_two_blocks_and_three_methods(r):
 def test_tables_show_the_failed_group_separately(r):
     main = ranking.main_table(r)
     assert main["group"].tolist() == ["reference"] * 2 + ["ranked"] * 4 + ["failed"] * 2
+    assert list(main.columns[-4:]) == ["mean rank", "tied group", "failed", "why failed"]
     assert main["method"].tolist() == ["ORIGINAL", "RETRAIN", "A", "B", "C", "E", "D", "F"]
     row = main.set_index("method").loc["E"]
     assert (row["ds1/net rank"], row["ds2/net rank"], row["mean rank"], row["failed"]) == ("failed", "4", "4.00", "1/2")
     md, tex = to_markdown(main), to_latex(main, "Main", "tab:main")
     assert md.index("**ranked**") < md.index("**failed**") and "| A |" in md
-    assert tex.count(r"\midrule") == 3 and r"\textit{failed}" in tex and r"$\pm$" in tex
+    assert tex.count(r"\midrule") == 3 and r"\textit{failed}" in tex and r"RTE 0.50 $\le$ 1" in tex
     per = ranking.per_dataset_table(r, "ds1", "net")
-    assert list(per.columns[2:]) == ["RA", "FA", "TA", "RR", "FR", "TR", "RetDev", "Indisc", "T-MIA", "RTE", "rank"]
-    assert per.set_index("method").loc["A", "RA"] == "90.00 ± 1.00"
+    assert list(per.columns[2:]) == ["RA", "FA", "TA", "RR", "FR", "TR", "RetDev", "Indisc", "T-MIA", "RTE", "rank",
+                                  "why failed"]
+    assert per.set_index("method").loc["A", "RA"] == "90.00 [89.00, 91.00]"
     assert ranking.per_arch_table(r).set_index("method").loc["A", "net mean rank"] == "1.50"
     assert "ORIGINAL" not in set(ranking.rte_table(r)["method"])

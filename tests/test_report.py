@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 from test_ranking import PAIR_A, PAIR_B, make_table
 
 from deepunlearn import plots, ranking, report, results
+from deepunlearn.stages import analyze, make_config
 
 
 def test_figures_render_as_pdf_and_png(tmp_path):
@@ -45,3 +47,39 @@ def test_results_round_trip(tmp_path):
     assert paths["csv"].is_file()
     back = results.load(tmp_path)
     pd.testing.assert_frame_equal(back, table, check_dtype=False)
+
+
+def test_protocol_lists_the_seeds_trials_and_what_the_intervals_are():
+    table = make_table({("ds1", "net"): PAIR_A}, seeds=(3, 7)).assign(
+        train_config="t1", epochs=8, n_retain=900, n_forget=100, n_val=200, n_test=300)
+    searched = table["method"].isin(["a", "b", "c"])
+    table["trials"] = np.where(searched, 2, 0)
+    table["search_seeds"] = np.where(searched, "3", "")
+    r = ranking.rank(table, n_boot=100)
+    env = {"device": "CPU (x86_64)", "cpu threads": "2", "fp32 matmul GFLOP/s": "41.5", "code version": "v1-3-gabc",
+           "git commit": "abc"}
+    a = analyze.Analysis(make_config("analyze"), [], table, r, env=env)
+    p = dict(analyze.protocol(a).itertuples(index=False, name=None))
+    assert p["seeds"] == "3, 7 (2 seeds)" and p["datasets"] == "ds1" and p["architectures"] == "net"
+    assert p["hyperparameter search"] == ("2 trials per study × 1 study (seed 3): A, B, C; "
+                                          "no search, default or hand-set hyperparameters: D, E, F")
+    assert p["data per seed"] == "ds1: retain 900 · forget 100 · val 200 · test 300 images"
+    assert p["machine of this analysis"] == "CPU (x86_64), 2 threads, fp32 matmul 41.5 GFLOP/s (measured now)"
+    assert p["code version"] == "v1-3-gabc (commit abc)"
+    assert "range over 2 seeds" in p["intervals"] and "95%" not in p["intervals"]
+    assert p["significance"] == ranking.cd_sentence(r) and "not measured" in p["ranking stability"]
+
+
+def test_speed_flags_name_the_rtes_timed_at_speeds_far_apart():
+    table = make_table({("ds1", "net"): PAIR_A})
+    table["speed_gap"] = 0.05
+    table.loc[(table["method"] == "b") & (table["seed"] == 1), "speed_gap"] = 0.35
+    text = ranking.speed_flags(table)
+    # 6 methods x 2 seeds with an RTE; the references are not counted
+    assert text == "1 of the 12 RTEs with speed measurements were timed at machine speeds more than 20% apart: B (seed 1, 35%)."
+    r = ranking.rank(table, n_boot=100)
+    rte = ranking.rte_table(r).set_index("method")
+    assert rte.loc["B", "ds1/net speed gap"] == "35% ⚑" and rte.loc["A", "ds1/net speed gap"] == "5%"
+    assert ranking.speed_flags(table.assign(speed_gap=np.nan)).startswith("None of the 12 RTEs has a speed measurement")
+    table.loc[table["method"] == "a", "speed_gap"] = np.nan
+    assert ranking.speed_flags(table).endswith("2 RTEs have no speed measurement (older stored runs) and are raw ratios.")

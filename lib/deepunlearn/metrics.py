@@ -71,6 +71,31 @@ def rte(t_retrain: float, t_unlearn: float) -> float:
     return t_retrain / t_unlearn if t_unlearn > 0 else math.inf
 
 
+def run_speed(probe: dict | None) -> float:
+    """GFLOP/s of one timed run: the mean of the probes taken before and after it (NaN if none was stored)."""
+    if not probe or not all(math.isfinite(probe.get(k, math.nan)) for k in ("before", "after")):
+        return math.nan
+    return (probe["before"] + probe["after"]) / 2
+
+
+def rte_at_speed(t_retrain: float, g_retrain: float, t_unlearn: float, g_unlearn: float) -> float:
+    """RTE with both times scaled to one machine speed: (T_R·g_R) / (T_U·g_U); plain T_R / T_U without speeds.
+
+    A run slowed by a competing process takes longer at a proportionally lower probe speed, so
+    time × speed (the work done) stays put and so does the ratio (bench/rte_under_load.py).
+    """
+    if not (math.isfinite(g_retrain) and math.isfinite(g_unlearn)):
+        return rte(t_retrain, t_unlearn)
+    return rte(t_retrain * g_retrain, t_unlearn * g_unlearn)
+
+
+def speed_gap(g_a: float, g_b: float) -> float:
+    """How far apart two runs' speeds were: max / min − 1 (NaN when either is unknown)."""
+    if not (math.isfinite(g_a) and math.isfinite(g_b)) or min(g_a, g_b) <= 0:
+        return math.nan
+    return max(g_a, g_b) / min(g_a, g_b) - 1
+
+
 def retention(new: float, ref: float) -> float:
     """Spec E.5 accuracy retention new / ref (RR, FR, TR against the Retrained model)."""
     if ref == 0:
@@ -122,18 +147,23 @@ def model_distances(reference: nn.Module, model: nn.Module) -> dict[str, float]:
             "dist_scaled": scaled_distance(reference, model)}
 
 
-def versus_retrain(u: dict[str, float], r: dict[str, float], t_unlearn: float, t_retrain: float
-                   ) -> dict[str, float]:
+def versus_retrain(u: dict[str, float], r: dict[str, float], t_unlearn: float, t_retrain: float,
+                   g_unlearn: float = math.nan, g_retrain: float = math.nan) -> dict[str, float]:
     """Everything spec E compares to the Retrained model: retentions, RetDev, SAPE, indiscernibility, RTE.
 
-    `u` and `r` are `evaluate` rows of the unlearned and the Retrained model of the same seed.
+    `u` and `r` are `evaluate` rows of the unlearned and the Retrained model of the same seed; `g_*` the
+    machine speeds (GFLOP/s) the two times were taken at: `rte` is the plain ratio (spec E.4), `rte_speed` the
+    speed-normalised one, `speed_gap` how far apart the two speeds were (the report flags > 20%).
     """
+    no_time = math.isnan(t_unlearn)
     out = {"rr": retention(u["ra"], r["ra"]), "fr": retention(u["fa"], r["fa"]),
            "tr": retention(u["ta"], r["ta"]),
            "retdev": retdev(u["ra"], u["fa"], u["ta"], r["ra"], r["fa"], r["ta"]),
            "sape_ra": sape(r["ra"], u["ra"]), "sape_fa": sape(r["fa"], u["fa"]),
            "sape_ta": sape(r["ta"], u["ta"]),
-           "rte": math.nan if math.isnan(t_unlearn) else rte(t_retrain, t_unlearn)}
+           "rte": math.nan if no_time else rte(t_retrain, t_unlearn),
+           "rte_speed": math.nan if no_time else rte_at_speed(t_retrain, g_retrain, t_unlearn, g_unlearn),
+           "unlearn_gflops": g_unlearn, "retrain_gflops": g_retrain, "speed_gap": speed_gap(g_unlearn, g_retrain)}
     if "test_mia" in u:
         out["indisc"] = indiscernibility(u["test_mia"])
     if "val_mia" in u:

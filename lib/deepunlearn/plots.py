@@ -36,7 +36,8 @@ def _order(r: Ranking) -> list[str]:
 
 
 def accuracy_gaps(table: pd.DataFrame, r: Ranking):
-    """Per method: RA, FA and TA minus the Retrained model's of the same seed (percentage points, 95% CI)."""
+    """Per method: RA, FA and TA minus the Retrained model's of the same seed (percentage points); bars: the
+    95% bootstrap CI over seeds, or with fewer than 3 seeds their range (min to max)."""
     ref = table.loc[table["method"] == "retrain", ["dataset", "arch", "seed", "ra", "fa", "ta"]]
     df = table[table["method"] != "retrain"].merge(ref, on=["dataset", "arch", "seed"], suffixes=("", "_r"))
     long = pd.concat([pd.DataFrame({"dataset": df["dataset"], "arch": df["arch"], "method": df["display"],
@@ -44,11 +45,12 @@ def accuracy_gaps(table: pd.DataFrame, r: Ranking):
                       for name, k in (("retain", "ra"), ("forget", "fa"), ("test", "ta"))])
     order = [r.displays["original"]] + _order(r) if "original" in r.displays else _order(r)
     pairs = _pairs(table)
+    errorbar = ("ci", 95) if r.n_seeds >= 3 else ("pi", 100)  # a "CI" of two values is just their range
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 0.28 * len(order) + 1.5),
                              squeeze=False, sharey=True)
     for ax, (ds, arch) in zip(axes.flat, pairs):
         sub = long[(long["dataset"] == ds) & (long["arch"] == arch)]
-        sns.barplot(sub, y="method", x="gap", hue="split", order=order, errorbar=("ci", 95), ax=ax,
+        sns.barplot(sub, y="method", x="gap", hue="split", order=order, errorbar=errorbar, ax=ax,
                     palette=["C0", "C3", "C2"], err_kws={"linewidth": 0.8})
         ax.axvline(0, color="k", lw=0.8)
         ax.set(title=f"{ds} / {arch}", xlabel="accuracy − Retrained (pp)", ylabel="")
@@ -56,63 +58,138 @@ def accuracy_gaps(table: pd.DataFrame, r: Ranking):
     return fig
 
 
+# label offsets tried in turn around a point (points; right-hand ones first, the way the eye reads)
+OFFSETS = ((5, 3), (5, -10), (-5, 3), (-5, -10), (0, 9), (0, -15), (10, -4), (-10, -4), (14, 10), (-14, 10),
+           (14, -18), (-14, -18))
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def place_labels(ax, xs, ys, texts, fontsize: float = 7, avoid: tuple = ()) -> None:
+    """Label points without collisions: each label takes the first offset that overlaps no earlier label, no
+    point (nor an `avoid` (x, y) marker) and stays inside the axes (else the least-overlapping one)."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    pts = ax.transData.transform(np.array([*zip(xs, ys), *avoid], dtype=float).reshape(-1, 2))
+    r = 5.0 * fig.dpi / 72  # a marker and its error-bar caps, in pixels
+    taken = [matplotlib.transforms.Bbox([[px - r, py - r], [px + r, py + r]]) for px, py in pts]
+    for x, y, text in zip(xs, ys, texts):
+        best = None
+        for dx, dy in OFFSETS:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                              ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom")
+            bb = ann.get_window_extent(renderer)
+            cost = sum(_overlap(bb, t) for t in taken) + (0 if frame.contains(bb.x0, bb.y0) and
+                                                          frame.contains(bb.x1, bb.y1) else bb.width * bb.height)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, bb)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+
+
+def _interval(r: Ranking, metric: str) -> pd.DataFrame:
+    """Per (dataset, arch, method): the mean and the tables' interval (seeds' range under 3 seeds, else the CI)."""
+    s = r.summary[r.summary["metric"] == metric].copy()
+    few = s["n"] < 3
+    s["low"] = np.where(few, s["min"], s["lo"])
+    s["high"] = np.where(few, s["max"], s["hi"])
+    return s[["dataset", "arch", "method", "mean", "low", "high"]]
+
+
 def tradeoff(r: Ranking):
-    """Indiscernibility (Test MIA) against RTE per method, seed means: the privacy / speed trade-off."""
-    m = r.means[~r.means["method"].isin(REFERENCES)].merge(r.failures[["dataset", "arch", "method", "failed"]],
-                                                             on=["dataset", "arch", "method"])
-    m["status"] = np.where(m["failed"], "failed", "ranked")
+    """Indiscernibility (Test MIA) against RTE per method: seed means with their seed intervals, the Retrained
+    model (RTE 1 by definition) as the target, the Original's indiscernibility as the bar to clear."""
+    keys = ["dataset", "arch", "method"]
+    m = _interval(r, "rte").merge(_interval(r, "indisc"), on=keys, suffixes=("_x", "_y"))
+    m = m.merge(r.failures[[*keys, "failed"]], on=keys, how="left")
     pairs = _pairs(r.means)
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 4.8), squeeze=False)
     for ax, (ds, arch) in zip(axes.flat, pairs):
         sub = m[(m["dataset"] == ds) & (m["arch"] == arch)]
-        sns.scatterplot(sub, x="rte", y="indisc", hue="status", style="status", ax=ax, s=45,
-                        hue_order=["ranked", "failed"], palette=["C0", "C3"])
-        for _, row in sub.iterrows():
-            if np.isfinite(row["rte"]) and row["rte"] > 0:
-                ax.annotate(r.displays.get(row["method"], row["method"]), (row["rte"], row["indisc"]),
-                            fontsize=7, xytext=(3, 2), textcoords="offset points")
-        o = r.means[(r.means["dataset"] == ds) & (r.means["arch"] == arch) & (r.means["method"] == "original")]
+        target = sub[sub["method"] == "retrain"]
+        o = sub[sub["method"] == "original"]
+        pts = sub[~sub["method"].isin(REFERENCES) & np.isfinite(sub["mean_x"]) & (sub["mean_x"] > 0)]
+        for status, color, marker in (("failed", "C3", "X"), ("ranked", "C0", "o")):  # the ranked on top
+            g = pts[pts["failed"] == (status == "failed")]
+            if len(g):
+                ax.errorbar(g["mean_x"], g["mean_y"], xerr=[g["mean_x"] - g["low_x"], g["high_x"] - g["mean_x"]],
+                            yerr=[g["mean_y"] - g["low_y"], g["high_y"] - g["mean_y"]], fmt=marker, color=color,
+                            ms=5, elinewidth=0.7, capsize=2, label=status)
+        if len(target):
+            ax.plot([1.0], target["mean_y"], marker="*", ms=14, color="gold", mec="k", ls="", zorder=5,
+                    label="Retrained (target)")
         if len(o):
-            ax.axhline(o["indisc"].iloc[0], color="k", ls="--", lw=0.8, label="Original")
+            ax.axhline(o["mean_y"].iloc[0], color="k", ls="--", lw=0.8, label="Original's indisc")
         ax.axvline(1, color="0.5", ls=":", lw=0.8, label="RTE 1 (retraining)")
-        if (sub["rte"] > 0).any():
-            ax.set_xscale("log")
+        xs = np.concatenate([pts["low_x"], pts["high_x"], [1.0]])
+        xs = xs[np.isfinite(xs) & (xs > 0)]
+        ys = np.concatenate([pts["low_y"], pts["high_y"], target["mean_y"], o["mean_y"]])
+        ys = ys[np.isfinite(ys)]
+        ax.set_xscale("log")
+        ax.set_xlim(xs.min() / 2, xs.max() * 2)  # half a doubling of room: the target and labels stay inside
+        pad = 0.08 * max(ys.max() - ys.min(), 0.05) if len(ys) else 0.05
+        ax.set_ylim(ys.min() - pad, ys.max() + 2 * pad)
         ax.set(title=f"{ds} / {arch}", xlabel="RTE = T_R / T_U (log)", ylabel="indiscernibility (Test MIA)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best")
+        place_labels(ax, pts["mean_x"].to_numpy(), pts["mean_y"].to_numpy(),
+                     [r.displays.get(x, x) for x in pts["method"]],
+                     avoid=[(1.0, y) for y in target["mean_y"]] * 3)  # the star is bigger than a point
+    fig.suptitle("Up and to the right is better; bars: the seeds' range (< 3 seeds) or the bootstrap CI",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def critical_difference(r: Ranking):
-    """Demšar's critical-difference diagram of the Friedman mean ranks (RetDev), methods joined when within the CD."""
+    """Demšar's critical-difference diagram of the Friedman mean ranks (RetDev) of the methods outside the
+    failed group; a bar joins methods whose mean ranks differ by less than the Nemenyi CD (a tied group)."""
     f = r.friedman
-    ranks = f.mean_ranks.rename(index=lambda m: r.displays.get(m, m))
+    ranks = f.mean_ranks
     k = len(ranks)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * k))
-    ax.set_xlim(0.5, max(k, 2) + 0.5)
-    ax.set_ylim(-(k // 2 + 2.5), 2.2)
-    ax.axis("off")
-    ax.hlines(0, 1, max(k, 2), color="k", lw=1)
-    for i in range(1, max(k, 2) + 1):
-        ax.vlines(i, 0, 0.15, color="k", lw=1)
-        ax.text(i, 0.3, str(i), ha="center", va="bottom", fontsize=8)
+    top = max(k, 2)
+    groups = cliques(ranks, f.cd) if np.isfinite(f.cd) else []
     half = (k + 1) // 2
-    for j, (name, v) in enumerate(ranks.items()):
+    label_rows = max(half, k - half)
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.25 * (label_rows + len(groups))))
+    ax.set_xlim(0.4 - 0.12 * top, top + 0.6 + 0.12 * top)  # room for the labels on both sides
+    y_bars = [-0.35 - 0.2 * i for i in range(len(groups))]
+    y_first = (y_bars[-1] if y_bars else 0) - 0.45
+    ax.set_ylim(y_first - 0.45 * label_rows, 2.0)
+    ax.axis("off")
+    ax.hlines(0, 1, top, color="k", lw=1)
+    for i in range(1, top + 1):
+        ax.vlines(i, 0, 0.12, color="k", lw=1)
+        ax.text(i, 0.2, str(i), ha="center", va="bottom", fontsize=8)
+    for j, (m, v) in enumerate(ranks.items()):
         left = j < half
-        y = -(j + 1 if left else k - j) * 0.8
-        x_text = 0.6 if left else max(k, 2) + 0.4
-        ax.plot([v, v, x_text], [0, y, y], color="k", lw=0.7)
-        ax.text(x_text + (-0.05 if left else 0.05), y, f"{name} ({v:.2f})", ha="right" if left else "left",
-                va="center", fontsize=8)
+        y = y_first - 0.45 * (j if left else k - 1 - j)
+        x_text = 1 - 0.1 if left else top + 0.1
+        ax.plot([v, v, x_text], [0, y, y], color="0.3", lw=0.7)
+        ax.text(x_text + (-0.05 if left else 0.05), y, f"{r.displays.get(m, m)} ({v:.2f})",
+                ha="right" if left else "left", va="center", fontsize=8)
+    for y, clique in zip(y_bars, groups):  # the tied groups, under the axis
+        ax.plot([ranks[clique[0]] - 0.04, ranks[clique[-1]] + 0.04], [y, y], color="C3", lw=3,
+                solid_capstyle="round")
     if np.isfinite(f.cd):
-        ax.plot([1, 1 + f.cd], [1.5, 1.5], color="k", lw=2)
-        ax.text(1 + f.cd / 2, 1.6, f"CD = {f.cd:.2f}", ha="center", va="bottom", fontsize=8)
-        for i, clique in enumerate(cliques(f.mean_ranks, f.cd)):
-            lo, hi = f.mean_ranks[clique[0]], f.mean_ranks[clique[-1]]
-            ax.plot([lo - 0.05, hi + 0.05], [-0.25 - 0.18 * i] * 2, color="C3", lw=3, solid_capstyle="round")
+        end = min(1 + f.cd, top)  # a CD wider than the axis is drawn to its end and said in words
+        ax.plot([1, end], [1.1, 1.1], color="k", lw=2)
+        wide = " — wider than the rank range: no two methods differ" if 1 + f.cd > top else ""
+        ax.text(1, 1.25, f"CD = {f.cd:.2f}{wide}", ha="left", va="bottom", fontsize=8)
     title = (f"Friedman χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}, {f.n} blocks, α = {f.alpha}"
              if np.isfinite(f.statistic) else f"Friedman test needs ≥ 2 blocks and ≥ 3 methods ({f.n}, {k})")
-    ax.set_title(f"Mean rank by RetDev (1 = closest to Retrained). {title}", fontsize=9)
+    failed = [r.displays.get(m, m) for m in r.overall.loc[r.overall["failed_group"], "method"]]
+    note = f"\nFailed group, not ranked: {', '.join(failed)}" if failed else ""
+    ax.set_title(f"Mean rank by RetDev (1 = closest to Retrained). {title}{note}", fontsize=9)
     return fig
 
 

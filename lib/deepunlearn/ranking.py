@@ -1,17 +1,21 @@
 """Ranks and statistics of the results table (DESIGN §8, spec H), and the paper-shaped tables built from them.
 
 Protocol (spec H, [DECIDE]):
-1. per (dataset, arch, method): the seed mean (and a 95% bootstrap CI over seeds) of every metric;
+1. per (dataset, arch, method): the seed mean of every metric, with a 95% bootstrap CI over seeds when there are
+   at least three of them (with one or two seeds the tables show the seeds' range instead);
 2. a method *fails* on a (dataset, arch) if its seed-mean RTE <= 1, or its RetDev >= RetDev(Original),
    or its Indisc <= Indisc(Original);
 3. the non-failed methods are ranked per (dataset, arch) by RetDev (ties: higher Indisc, then higher RTE);
 4. the ranks are averaged over the pairs; a method failing on more than half of the pairs is put in the
-   failed group. Rank distributions over seeds and a Friedman / Nemenyi test complete the picture.
+   failed group. Rank distributions over seeds and a Friedman / Nemenyi test of the methods outside the failed
+   group complete the picture: methods whose Friedman mean ranks differ by less than the critical difference
+   form tied groups.
 """
 
 from __future__ import annotations
 
 import math
+import string
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +25,12 @@ from scipy import stats
 REFERENCES = ("original", "retrain")
 KEYS = ("dataset", "arch", "method")
 METRICS = ("ra", "fa", "va", "ta", "rr", "fr", "tr", "retdev", "val_mia", "test_mia", "indisc", "val_indisc",
-           "rte", "unlearn_s", "retrain_s", "sape_ra", "sape_fa", "sape_ta", "dist_norm", "dist_l2",
-           "dist_scaled", "ulira_auc", "ulira_tpr_at_1pct_fpr", "ulira_tpr_at_01pct_fpr", "ulira_balanced_acc",
+           "rte", "rte_speed", "unlearn_s", "retrain_s", "unlearn_gflops", "retrain_gflops", "speed_gap", "sape_ra",
+           "sape_fa", "sape_ta", "dist_norm", "dist_l2", "dist_scaled", "ulira_auc", "ulira_tpr_at_1pct_fpr", "ulira_tpr_at_01pct_fpr", "ulira_balanced_acc",
            "ulira_mean_score")
 ORDER = (("retdev", True), ("indisc", False), ("rte", False))  # rank keys; True: lower is better
+SPEED_GAP = 0.2  # RTEs whose two times ran at machine speeds further apart than this are flagged
+MIN_CI_SEEDS = 3  # fewer seeds than this: a bootstrap "CI" is just the seeds' range, so show the range
 
 
 # ---------------------------------------------------------------- means and bootstrap CIs over seeds
@@ -44,14 +50,17 @@ def bootstrap_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0)
 
 
 def summarize(table: pd.DataFrame, level: float = 0.95, n_boot: int = 2000) -> pd.DataFrame:
-    """Long table: one row per (dataset, arch, method, metric) with mean, lo, hi and the number of seeds."""
+    """Long table: one row per (dataset, arch, method, metric): mean, bootstrap lo/hi, seeds' min/max, seeds n."""
     metrics = [m for m in METRICS if m in table.columns]
     rows = []
     for key, g in table.groupby(list(KEYS), sort=False):
         for m in metrics:
             mean, lo, hi = bootstrap_ci(g[m].to_numpy(dtype=float), level, n_boot)
-            rows.append({**dict(zip(KEYS, key)), "metric": m, "mean": mean, "lo": lo, "hi": hi,
-                         "n": int(g[m].notna().sum())})
+            v = g[m].to_numpy(dtype=float)
+            n = int((~np.isnan(v)).sum())
+            rows.append({**dict(zip(KEYS, key)), "metric": m, "mean": mean, "lo": lo, "hi": hi, "n": n,
+                         "min": float(np.nanmin(v)) if n else math.nan,
+                         "max": float(np.nanmax(v)) if n else math.nan})
     return pd.DataFrame(rows)
 
 
@@ -77,8 +86,23 @@ def failures(means: pd.DataFrame) -> pd.DataFrame:
             # written as "not better" so that a NaN counts as a failure
             f_rte, f_ret, f_ind = not r["rte"] > 1, not r["retdev"] < o_retdev, not r["indisc"] > o_indisc
             rows.append({"dataset": ds, "arch": arch, "method": r["method"], "fail_rte": f_rte,
-                         "fail_retdev": f_ret, "fail_indisc": f_ind, "failed": f_rte or f_ret or f_ind})
-    return pd.DataFrame(rows, columns=[*KEYS, "fail_rte", "fail_retdev", "fail_indisc", "failed"])
+                         "fail_retdev": f_ret, "fail_indisc": f_ind, "failed": f_rte or f_ret or f_ind,
+                         "rte": r["rte"], "retdev": r["retdev"], "indisc": r["indisc"],
+                         "o_retdev": o_retdev, "o_indisc": o_indisc})
+    return pd.DataFrame(rows, columns=[*KEYS, "fail_rte", "fail_retdev", "fail_indisc", "failed", "rte", "retdev",
+                                       "indisc", "o_retdev", "o_indisc"])
+
+
+def failure_reason(row: pd.Series) -> str:
+    """Which spec H criteria one row of `failures` fails, with the numbers ('' when it passes)."""
+    out = []
+    if row["fail_rte"]:
+        out.append(f"RTE {row['rte']:.2f} ≤ 1")
+    if row["fail_retdev"]:
+        out.append(f"RetDev {row['retdev']:.3f} ≥ {row['o_retdev']:.3f} (Original)")
+    if row["fail_indisc"]:
+        out.append(f"Indisc {row['indisc']:.3f} ≤ {row['o_indisc']:.3f} (Original)")
+    return "; ".join(out)
 
 
 def rank_rows(g: pd.DataFrame) -> pd.Series:
@@ -132,7 +156,8 @@ def nemenyi_q(k: int, alpha: float = 0.05) -> float:
 def block_matrix(table: pd.DataFrame, metric: str = "retdev", by: str = "seed",
                  methods: list[str] | None = None) -> pd.DataFrame:
     """Blocks x methods matrix of `metric`: blocks are (dataset, arch, seed) rows or (dataset, arch) seed means."""
-    methods = methods or [m for m in table["method"].unique() if m not in REFERENCES]
+    if methods is None:
+        methods = [m for m in table["method"].unique() if m not in REFERENCES]
     df = table[table["method"].isin(methods)]
     blocks = ["dataset", "arch", "seed"] if by == "seed" else ["dataset", "arch"]
     wide = df.pivot_table(index=blocks, columns="method", values=metric, aggfunc="mean")
@@ -181,6 +206,26 @@ def cliques(mean_ranks: pd.Series, cd: float) -> list[list[str]]:
     return [names[a:b + 1] for a, b in runs]
 
 
+def tied_groups(mean_ranks: pd.Series, cd: float) -> dict[str, str]:
+    """Letters per method (compact letter display): methods sharing a letter lie within `cd` of each other."""
+    names = list(mean_ranks.index)
+    if not np.isfinite(cd):
+        return {m: "" for m in names}
+    groups = cliques(mean_ranks, cd)
+    alone = [[m] for m in names if not any(m in g for g in groups)]  # differs from every other method
+    groups = sorted(groups + alone, key=lambda g: names.index(g[0]))
+    letters = {m: "" for m in names}
+    for i, g in enumerate(groups):
+        for m in g:
+            letters[m] += string.ascii_lowercase[i % 26]
+    return letters
+
+
+def cd_exceeds_range(f: Friedman) -> bool:
+    """True when the critical difference is wider than the whole spread of mean ranks: no pair differs."""
+    return bool(np.isfinite(f.cd) and len(f.mean_ranks) and f.cd > f.mean_ranks.max() - f.mean_ranks.min())
+
+
 # ---------------------------------------------------------------- everything at once
 
 @dataclass
@@ -193,8 +238,19 @@ class Ranking:
     ranks: pd.DataFrame  # per (dataset, arch, method)
     overall: pd.DataFrame  # per method: mean rank, failures, failed group
     seed_ranks: pd.DataFrame
-    friedman: Friedman
+    friedman: Friedman  # over the methods outside the failed group
     displays: dict[str, str]
+    level: float = 0.95  # bootstrap confidence level of the CIs
+
+    @property
+    def n_seeds(self) -> int:
+        """Most seeds behind any (dataset, arch, method) mean."""
+        return int(self.summary["n"].max()) if len(self.summary) else 0
+
+    @property
+    def tied(self) -> dict[str, str]:
+        """Tied-group letters of the Friedman methods (empty when the test could not be run)."""
+        return tied_groups(self.friedman.mean_ranks, self.friedman.cd)
 
 
 def rank(table: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, alpha: float = 0.05,
@@ -203,21 +259,54 @@ def rank(table: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, alpha: fl
     means = seed_means(table)
     fails = failures(means)
     ranks = pair_ranks(means, fails)
+    over = overall_ranks(ranks)
     displays = dict(zip(table["method"], table["display"] if "display" in table else table["method"]))
-    return Ranking(summarize(table, level, n_boot), means, fails, ranks, overall_ranks(ranks),
-                   seed_ranks(table, fails), friedman(block_matrix(table, "retdev", friedman_by), alpha), displays)
+    # the failed group is out of the test, as it is out of the ranked part of the tables
+    ranked = over.loc[~over["failed_group"], "method"].tolist()
+    fr = friedman(block_matrix(table, "retdev", friedman_by, ranked), alpha)
+    return Ranking(summarize(table, level, n_boot), means, fails, ranks, over, seed_ranks(table, fails), fr,
+                   displays, level)
+
+
+def interval_name(r: Ranking) -> str:
+    """What the '±' or '[a, b]' of the tables is, in words (depends on the number of seeds)."""
+    n = r.n_seeds
+    if n >= MIN_CI_SEEDS:
+        return f"mean ± half-width of the {round(100 * r.level)}% bootstrap CI over {n} seeds"
+    if n == 2:
+        return "mean [lowest, highest] of the 2 seeds (the range over 2 seeds, not a confidence interval)"
+    return "the one seed's value (no interval)"
+
+
+def cd_sentence(r: Ranking) -> str:
+    """One sentence on what the Nemenyi critical difference says about the ranked methods."""
+    f = r.friedman
+    if not np.isfinite(f.cd):
+        return (f"No Friedman test: it needs at least 2 blocks and 3 methods outside the failed group "
+                f"(here {f.n} blocks, {f.k} method{'s' if f.k != 1 else ''}).")
+    lo, hi = f.mean_ranks.min(), f.mean_ranks.max()
+    if cd_exceeds_range(f):
+        return (f"The Nemenyi critical difference ({f.cd:.2f} ranks at α = {f.alpha}) exceeds the whole range of "
+                f"mean ranks ({lo:.2f} to {hi:.2f}): no two methods differ significantly.")
+    groups = len(set("".join(r.tied.values())))
+    return (f"The Nemenyi critical difference is {f.cd:.2f} ranks at α = {f.alpha} (mean ranks {lo:.2f} to "
+            f"{hi:.2f}); methods sharing a tied-group letter do not differ significantly ({groups} groups).")
 
 
 # ---------------------------------------------------------------- tables in the paper's shapes
 
 def cell(r: Ranking, ds: str, arch: str, method: str, metric: str, digits: int = 3, scale: float = 1.0) -> str:
-    """'mean ± half-width of the 95% CI' of one metric, or '–' when absent."""
+    """One metric as `interval_name` says: 'mean ± CI half-width' (≥ 3 seeds), 'mean [min, max]' (2), or '–'."""
     s = r.summary
     row = s[(s["dataset"] == ds) & (s["arch"] == arch) & (s["method"] == method) & (s["metric"] == metric)]
     if row.empty or pd.isna(row["mean"].iloc[0]):
         return "–"
-    mean, lo, hi = (row[c].iloc[0] * scale for c in ("mean", "lo", "hi"))
-    return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}" if hi > lo else f"{mean:.{digits}f}"
+    mean, lo, hi, vmin, vmax = (row[c].iloc[0] * scale for c in ("mean", "lo", "hi", "min", "max"))
+    if row["n"].iloc[0] >= MIN_CI_SEEDS and hi > lo:
+        return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
+    if row["n"].iloc[0] == 2 and vmax > vmin:
+        return f"{mean:.{digits}f} [{vmin:.{digits}f}, {vmax:.{digits}f}]"
+    return f"{mean:.{digits}f}"
 
 
 def _pairs(r: Ranking) -> list[tuple[str, str]]:
@@ -237,10 +326,23 @@ def _rank_text(r: Ranking, ds: str, arch: str, method: str) -> str:
     return "failed" if row["failed"].iloc[0] else f"{row['rank'].iloc[0]:g}"
 
 
+def _why_failed(r: Ranking, method: str, pairs: list[tuple[str, str]]) -> str:
+    """The failed criteria of `method` on each pair it fails, with the numbers; the pair named when several."""
+    f = r.failures
+    out = []
+    for ds, arch in pairs:
+        row = f[(f["dataset"] == ds) & (f["arch"] == arch) & (f["method"] == method)]
+        if len(row) and row["failed"].iloc[0]:
+            reason = failure_reason(row.iloc[0])
+            out.append(reason if len(pairs) == 1 else f"{ds}/{arch}: {reason}")
+    return " | ".join(out)
+
+
 def main_table(r: Ranking) -> pd.DataFrame:
-    """Table 1: RetDev and Indiscernibility (Test MIA) per (dataset, arch) with ranks; mean rank, failures."""
+    """Table 1: RetDev and Indisc (Test MIA) per (dataset, arch) with ranks; mean rank, tied group, failures, why."""
     pairs = _pairs(r)
     over = r.overall.set_index("method")
+    tied = r.tied
     rows = []
     for group, m in _method_order(r):
         row = {"group": group, "method": r.displays.get(m, m)}
@@ -250,13 +352,44 @@ def main_table(r: Ranking) -> pd.DataFrame:
             row[f"{p} Indisc"] = cell(r, ds, arch, m, "indisc")
             row[f"{p} rank"] = _rank_text(r, ds, arch, m)
         row["mean rank"] = f"{over.loc[m, 'mean_rank']:.2f}" if m in over.index and over.loc[m, "ranked_pairs"] else ""
+        row["tied group"] = tied.get(m, "") if group == "ranked" else ""
         row["failed"] = f"{over.loc[m, 'failed_pairs']}/{over.loc[m, 'pairs']}" if m in over.index else ""
+        row["why failed"] = _why_failed(r, m, pairs) if group != "reference" else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def speed_text(r: Ranking, ds: str, arch: str, method: str, gap: float = SPEED_GAP) -> str:
+    """The largest gap over seeds between the speeds of T_U and T_R, flagged ('⚑') when above `gap`."""
+    s = r.summary
+    row = s[(s["dataset"] == ds) & (s["arch"] == arch) & (s["method"] == method) & (s["metric"] == "speed_gap")]
+    if row.empty or pd.isna(row["max"].iloc[0]):
+        return "not measured"
+    worst = row["max"].iloc[0]
+    return f"{100 * worst:.0f}%" + (" ⚑" if worst > gap else "")
+
+
+def speed_flags(table: pd.DataFrame, gap: float = SPEED_GAP) -> str:
+    """One sentence on the RTEs timed at speeds more than `gap` apart, or whose speeds were not measured."""
+    if "speed_gap" not in table.columns:
+        return "The machine's speed was not recorded beside these run times, so no RTE could be checked for load."
+    runs = table[~table["method"].isin(REFERENCES) & table["rte"].notna()]
+    far = runs[runs["speed_gap"] > gap]
+    unknown = runs[runs["speed_gap"].isna()]
+    if len(unknown) == len(runs):
+        return (f"None of the {len(runs)} RTEs has a speed measurement (runs stored before the probes), so none "
+                "could be checked for load; they are plain ratios.")
+    names = [f"{d.get('display', d['method'])} (seed {d['seed']}, {100 * d['speed_gap']:.0f}%)"
+             for _, d in far.iterrows()]
+    out = [f"{len(far)} of the {len(runs) - len(unknown)} RTEs with speed measurements were timed at machine speeds more than {100 * gap:.0f}% apart"
+           + (f": {', '.join(names)}" if names else "") + "."]
+    if len(unknown):
+        out.append(f"{len(unknown)} RTEs have no speed measurement (older stored runs) and are raw ratios.")
+    return " ".join(out)
+
+
 def rte_table(r: Ranking) -> pd.DataFrame:
-    """Table 2: run-time efficiency T_R / T_U per (dataset, arch), its geometric mean, and the seconds it comes from."""
+    """Table 2: RTE per (dataset, arch), its speed-normalised twin, seconds, the flagged speed gap; geometric mean."""
     pairs = _pairs(r)
     rows = []
     for group, m in _method_order(r):
@@ -265,7 +398,9 @@ def rte_table(r: Ranking) -> pd.DataFrame:
         row = {"group": group, "method": r.displays.get(m, m)}
         for ds, arch in pairs:
             row[f"{ds}/{arch} RTE"] = cell(r, ds, arch, m, "rte", 1)
+            row[f"{ds}/{arch} RTE at speed"] = cell(r, ds, arch, m, "rte_speed", 1)
             row[f"{ds}/{arch} seconds"] = cell(r, ds, arch, m, "unlearn_s", 1)
+            row[f"{ds}/{arch} speed gap"] = speed_text(r, ds, arch, m)
         vals = r.means.loc[r.means["method"] == m, "rte"].dropna()
         row["geo. mean RTE"] = f"{math.exp(np.log(vals).mean()):.1f}" if len(vals) and (vals > 0).all() else "–"
         rows.append(row)
@@ -284,8 +419,55 @@ def per_dataset_table(r: Ranking, ds: str, arch: str) -> pd.DataFrame:
         row = {"group": group, "method": r.displays.get(m, m)}
         row.update({name: cell(r, ds, arch, m, key, d, s) for name, key, d, s in PER_DATASET})
         row["rank"] = _rank_text(r, ds, arch, m)
+        row["why failed"] = _why_failed(r, m, [(ds, arch)]) if group != "reference" else ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+ULIRA = (("AUC", "ulira_auc"), ("TPR @ 1% FPR", "ulira_tpr_at_1pct_fpr"), ("TPR @ 0.1% FPR", "ulira_tpr_at_01pct_fpr"),
+         ("mean score", "ulira_mean_score"))
+
+
+def ulira_table(r: Ranking, ds: str, arch: str) -> pd.DataFrame:
+    """U-LiRA per attacked method on one (dataset, arch), the Original's and Retrained's values as references."""
+    m = r.means[(r.means["dataset"] == ds) & (r.means["arch"] == arch)]
+    if "ulira_auc" not in m.columns:
+        return pd.DataFrame(columns=["group", "method", *(name for name, _ in ULIRA)])
+    attacked = set(m.loc[m["ulira_auc"].notna(), "method"])
+    rows = []
+    for group, meth in _method_order(r):
+        if meth in attacked:
+            row = {"group": group, "method": r.displays.get(meth, meth)}
+            row.update({name: cell(r, ds, arch, meth, key, 3) for name, key in ULIRA})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["group", "method", *(name for name, _ in ULIRA)])
+
+
+GLOSSARY = (
+    ("RA, FA, TA", "accuracy (%) on the retain, forget and test sets", "nearest the Retrained model's"),
+    ("RR, FR, TR", "RA, FA, TA divided by the Retrained model's of the same seed", "nearest 1"),
+    ("RetDev", "|RR − 1| + |FR − 1| + |TR − 1|, per seed, then averaged", "lower (0 = Retrained's accuracies)"),
+    ("T-MIA", "accuracy of a logistic-regression attack telling forget from test losses", "nearest 0.5"),
+    ("Indisc", "indiscernibility 1 − |2·T-MIA − 1|", "higher (1 = attack at chance)"),
+    ("RTE", "T_R / T_U: the Retrained model's training time over the unlearning time (wall clock)",
+     "higher (> 1: faster than retraining)"),
+    ("RTE at speed", "(T_R·g_R) / (T_U·g_U): each time multiplied by the fp32 matmul speed g measured around it",
+     "higher"),
+    ("speed gap", "max / min − 1 of the two runs' measured speeds (largest over seeds); ⚑ above 20%", "lower"),
+    ("rank", "rank by RetDev (ties: Indisc, then RTE) among the non-failed methods of a (dataset, arch)",
+     "lower"),
+    ("tied group", "methods sharing a letter are within the Nemenyi critical difference of each other", "–"),
+    ("U-LiRA AUC", "ROC AUC of the per-sample likelihood-ratio attack on the forgotten samples",
+     "nearest the Retrained's (≈ 0.5)"),
+    ("TPR @ 1% / 0.1% FPR", "true positive rate of U-LiRA at a 1% / 0.1% false positive rate",
+     "lower, nearest the Retrained's"),
+    ("mean score", "U-LiRA membership score averaged over the forgotten samples", "nearest the Retrained's"),
+)
+
+
+def glossary_table() -> pd.DataFrame:
+    """Every metric of the tables, what it is, and which direction is better."""
+    return pd.DataFrame(GLOSSARY, columns=["metric", "what it is", "better"])
 
 
 def per_arch_table(r: Ranking) -> pd.DataFrame:

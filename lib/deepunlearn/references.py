@@ -11,7 +11,7 @@ from deepunlearn.data.loader import DeviceData
 from deepunlearn.data.splits import split_checksum
 from deepunlearn.models import create_model
 from deepunlearn.store import Store, read_json, write_json
-from deepunlearn.training import Recipe, accuracy, fit, to_device
+from deepunlearn.training import Recipe, accuracy, fit, matmul_gflops, to_device
 
 ROLES = {"original": ("retain", "forget"), "retrain": ("retain",)}
 RUN_SEED = 123  # spec B.3: data order and augmentation are the same for every model seed
@@ -50,8 +50,10 @@ def get_reference(store: Store, data: DeviceData, arch: str, seed: int, role: st
         model = to_device(create_model(arch, data.num_classes, data.info.img_size, seed), data.device)
         ckpt = work / "ckpt"
         ckpt.mkdir(exist_ok=True)
+        before = matmul_gflops(data.device)  # the machine's speed beside the time (spec E.4, RTE)
         result = fit(model, data, list(ROLES[role]), recipe, seed=RUN_SEED, ckpt_dir=ckpt, progress=progress,
                      desc=f"{role} {arch} seed {seed}")
+        result["gflops"] = {"before": before, "after": matmul_gflops(data.device)}
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, work / "weights.pt")
         write_json(work / "meta.json", {**result, "accuracy": split_accuracies(model, data)})
         (ckpt / "checkpoint.pt").unlink(missing_ok=True)

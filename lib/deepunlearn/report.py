@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -40,7 +41,9 @@ def to_markdown(df: pd.DataFrame) -> str:
 def _tex(s) -> str:
     s = str(s)
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("–", "--"), ("−", "$-$"), ("+", "$+$")):
+                 ("±", r"$\pm$"), ("–", "--"), ("−", "$-$"), ("+", "$+$"),
+                 ("≤", r"$\le$"), ("≥", r"$\ge$"), ("×", r"$\times$"), ("·", r"$\cdot$"), ("≈", r"$\approx$"),
+                 ("α", r"$\alpha$"), ("τ", r"$\tau$"), ("χ²", r"$\chi^2$"), ("|", r"$|$")):
         s = s.replace(a, b)
     return s
 
@@ -83,22 +86,39 @@ def git_commit(root: Path = Path(".")) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True,
                                check=False).stdout
         return sha + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def environment(root: Path = Path(".")) -> dict[str, str]:
-    """Versions, machine and device the results were produced on."""
+HERE = Path(__file__).resolve().parent  # git asks from the code's own folder, wherever the process runs
+
+
+def code_version(root: Path = HERE) -> str:
+    """`git describe --always --dirty --tags` of the code (a tag, or a short commit), 'unknown' outside git."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment(root: Path = HERE) -> dict[str, str]:
+    """Versions, machine and device of this analysis, with its fp32 matmul speed measured now."""
     import numpy
     import torch
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})"
+    from deepunlearn.training import matmul_gflops
+
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()})"
     return {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
             "pandas": pd.__version__, "platform": platform.platform(), "device": device,
-            "cpu threads": str(torch.get_num_threads()), "git commit": git_commit(root),
+            "cpu threads": str(torch.get_num_threads()),
+            "fp32 matmul GFLOP/s": f"{matmul_gflops('cuda' if cuda else 'cpu', 0.2):.1f}",
+            "code version": code_version(root), "git commit": git_commit(root),
             "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -107,8 +127,15 @@ def environment(root: Path = Path(".")) -> dict[str, str]:
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:2px 6px;
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
-tr.failed td{color:#a33}tr.reference td{background:#f7f7ff}img{max-width:100%}
+td.text{text-align:left}tr.failed td{color:#a33}tr.reference td{background:#f7f7ff}img{max-width:100%}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}h2{border-bottom:1px solid #ddd}"""
+
+
+def _td(value) -> str:
+    text = str(value)
+    # prose (a protocol line, a failure reason) reads left-aligned; numbers and intervals stay right-aligned
+    prose = re.search(r"[A-Za-z]{2}", text) is not None and (" " in text or not re.search(r"\d", text))
+    return f"<td class='text'>{html.escape(text)}</td>" if prose else f"<td>{html.escape(text)}</td>"
 
 
 def table_html(df: pd.DataFrame) -> str:
@@ -118,7 +145,7 @@ def table_html(df: pd.DataFrame) -> str:
     body = []
     for _, row in df.iterrows():
         cls = f' class="{html.escape(str(row["group"]))}"' if "group" in df.columns else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in cols) + "</tr>")
+        body.append(f"<tr{cls}>" + "".join(_td(row[c]) for c in cols) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 

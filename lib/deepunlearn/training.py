@@ -57,6 +57,28 @@ class Timer:
         self.seconds += time.perf_counter() - self._t0
 
 
+def matmul_gflops(device: torch.device | str = "cpu", seconds: float = 0.05) -> float:
+    """fp32 matmul GFLOP/s of `device` right now: square products repeated for about `seconds` (a speed probe).
+
+    Short on purpose: it is taken before and after every timed run, so that a time measured while
+    another process held the machine can be recognised and normalised (RTE, spec E.4).
+    """
+    device = torch.device(device)
+    n = 2048 if device.type == "cuda" else 256  # big enough to reach BLAS speed, small enough for ~1 ms a product
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b  # warm-up: allocation and BLAS thread start
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        a @ b
+        reps += 1
+        if reps % 4 == 0:
+            sync(device)
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                return 2 * n**3 * reps / elapsed / 1e9
+
+
 def _channels_last(model: nn.Module, device: torch.device) -> bool:
     # channels_last pays on CUDA tensor cores; on CPU it measured ~9% slower for ResNet-18 at 32 px
     # and oneDNN's backward of strided 1x1 convs with 8 channels crashes, so CPU keeps NCHW.

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from deepunlearn import plots, ranking, report, results
@@ -53,6 +54,7 @@ class Analysis:
     figures: dict[str, tuple[str, Path]] = field(default_factory=dict)
     report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    env: dict[str, str] | None = None  # this analysis's machine, measured once
 
     @property
     def report_dir(self) -> Path:
@@ -84,10 +86,47 @@ def _timed(a: Analysis, step: str, t0: float) -> None:
     a.timings[f"analyze: {step}"] = time.time() - t0
 
 
+def _curves_path(a: Analysis, name: str) -> Path:
+    return a.report_dir / "curves" / f"{name}.npz"
+
+
+def save_curves(a: Analysis) -> None:
+    """Per attack config: the MIA losses of one seed and the U-LiRA ROC curves, beside the results table,
+    so that `make figures` (from_results) redraws every figure without asking the store."""
+    for name, acfg in zip(a.cfg.attack, a.attack_cfgs):
+        seeds = acfg.seeds if acfg.seeds is not None else attack_stage.unlearn.load_train_config(acfg.train).seeds
+        seed = a.cfg.loss_seed if a.cfg.loss_seed is not None else seeds[0]
+        arrays = {f"loss/{m}/{split}": v for m, ls in attack_stage.losses(acfg, seed).items() for split, v in ls.items()}
+        arrays.update({f"roc/{t}/{k}": v for t, c in attack_stage.roc_curves(acfg).items() for k, v in c.items()})
+        path = _curves_path(a, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, seed=np.int64(seed), train=np.str_(acfg.train), **arrays)
+
+
+def load_curves(a: Analysis, name: str) -> tuple[dict, dict, int, str]:
+    """(losses {method: {split: array}}, ROC {target: {fpr, tpr, auc}}, seed, train config) saved by `save_curves`."""
+    path = _curves_path(a, name)
+    if not path.is_file():
+        raise UserError(f"No saved curves at {path}; run the analyze stage once with from_results=False.")
+    z = np.load(path)
+    losses, roc = {}, {}
+    for key in z.files:
+        kind, *rest = key.split("/")
+        if kind == "loss":
+            losses.setdefault(rest[0], {})[rest[1]] = z[key]
+        elif kind == "roc":
+            roc.setdefault(rest[0], {})[rest[1]] = z[key]
+    return losses, roc, int(z["seed"]), str(z["train"])
+
+
 def collect(a: Analysis) -> pd.DataFrame:
-    """The tidy results table of every attack config, saved as CSV and parquet beside the report."""
+    """The tidy results table of every attack config (CSV and parquet) and its figures' curves, beside the report."""
     t0 = time.time()
-    a.table = results.load(a.report_dir) if a.cfg.from_results else results.collect(a.attack_cfgs, a.cfg.progress)
+    if a.cfg.from_results:
+        a.table = results.load(a.report_dir)
+    else:
+        a.table = results.collect(a.attack_cfgs, a.cfg.progress)
+        save_curves(a)
     results.save(a.table, a.report_dir)
     _timed(a, "collect", t0)
     return a.table
@@ -102,19 +141,88 @@ def rank(a: Analysis) -> pd.DataFrame:
     return a.ranking.overall
 
 
+def _listing(values) -> str:
+    return ", ".join(str(v) for v in dict.fromkeys(values))
+
+
+def _search_text(table: pd.DataFrame, displays: dict[str, str]) -> str:
+    """Trials per method, grouped: '2 trials per study on seed 0: FT, NG+; default hyperparameters: SRL'."""
+    if "trials" not in table.columns:
+        return "not recorded in these results"
+    rows = table[~table["method"].isin(ranking.REFERENCES)].drop_duplicates("method")
+    parts = []
+    for (trials, seeds), g in rows.groupby(["trials", "search_seeds"], sort=False):
+        names = ", ".join(displays.get(m, m) for m in g["method"])
+        if trials > 0:
+            studies = len(str(seeds).split(","))
+            parts.append(f"{int(trials)} trials per study × {studies} stud{'y' if studies == 1 else 'ies'} "
+                         f"(seed {seeds}): {names}")
+        elif trials < 0:
+            parts.append(f"from a sweep whose config is missing (budget unknown): {names}")
+        else:
+            parts.append(f"no search, default or hand-set hyperparameters: {names}")
+    return "; ".join(parts)
+
+
+def _data_text(table: pd.DataFrame) -> str:
+    cols = ["n_retain", "n_forget", "n_val", "n_test"]
+    if not set(cols) <= set(table.columns):
+        return "not recorded in these results"
+    sizes = table.drop_duplicates(["dataset", "arch"])
+    return "; ".join(f"{r.dataset}: retain {r.n_retain:,} · forget {r.n_forget:,} · val {r.n_val:,} · "
+                     f"test {r.n_test:,} images" for r in sizes.itertuples())
+
+
+def protocol(a: Analysis) -> pd.DataFrame:
+    """What the ranking rests on: data, models, seeds, search budget, machine, code, intervals, significance."""
+    t, r = a.table, a.ranking
+    env = a.env or {}
+    seeds = {f"{d}/{ar}": sorted(g["seed"].unique().tolist()) for (d, ar), g in t.groupby(["dataset", "arch"])}
+    seed_lists = {tuple(v) for v in seeds.values()}
+    if len(seed_lists) == 1:
+        s = list(seed_lists.pop())
+        seed_text = f"{', '.join(map(str, s))} ({len(s)} seed{'s' if len(s) != 1 else ''})"
+    else:
+        seed_text = "; ".join(f"{p}: {', '.join(map(str, v))}" for p, v in seeds.items())
+    epochs = (_listing(f"{c}: {e}" for c, e in t[["train_config", "epochs"]].drop_duplicates().itertuples(index=False))
+              if "epochs" in t.columns else "not recorded in these results")
+    rows = [("datasets", _listing(t["dataset"])), ("architectures", _listing(t["arch"])), ("seeds", seed_text),
+            ("methods", (f"{t.loc[~t['method'].isin(ranking.REFERENCES), 'method'].nunique()} (and the Original "
+                        "and Retrained references)")),
+            ("hyperparameter search", _search_text(t, r.displays)), ("data per seed", _data_text(t)),
+            ("epochs of Original and Retrained (train config: epochs)", epochs),
+            ("machine of this analysis", (f"{env.get('device', '?')}, {env.get('cpu threads', '?')} threads, fp32 "
+                                         f"matmul {env.get('fp32 matmul GFLOP/s', '?')} GFLOP/s (measured now)")),
+            ("code version", f"{env.get('code version', '?')} (commit {env.get('git commit', '?')})"),
+            ("intervals", ranking.interval_name(r)), ("significance", ranking.cd_sentence(r)),
+            ("ranking stability", ("not measured: it needs replicate searches of every method "
+                                  "(Kendall's τ between their rankings), which this run does not have"))]
+    return pd.DataFrame(rows, columns=["", "this run"])
+
+
 def write_tables(a: Analysis) -> pd.DataFrame:
     """The paper's tables as Markdown and LaTeX in the figures folder; returns the main table."""
     t0 = time.time()
-    r, pct = a.ranking, round(100 * a.cfg.level)
-    main = (f"Main results: RetDev and indiscernibility (Test MIA), mean ± half-width of the {pct}% bootstrap CI "
-            "over seeds; rank per (dataset, arch) among the non-failed methods")
-    a.tables = {"main": (main, ranking.main_table(r)),
-                "rte": ("Run-time efficiency RTE = T_R / T_U and the unlearning time in seconds", ranking.rte_table(r)),
+    r = a.ranking
+    a.env = a.env or report.environment()
+    iv = ranking.interval_name(r)
+    main = (f"Main results: RetDev and indiscernibility (Test MIA), {iv}; rank per (dataset, arch) among the "
+            f"non-failed methods; methods sharing a tied-group letter are within the Nemenyi critical difference")
+    a.tables = {"protocol": ("Protocol: what this ranking rests on", protocol(a)),
+                "main": (main, ranking.main_table(r)),
+                "rte": (f"Run-time efficiency RTE = T_R / T_U and the unlearning time in seconds, {iv}",
+                        ranking.rte_table(r)),
                 "per-arch": ("Mean rank per architecture (over its datasets) and failures", ranking.per_arch_table(r))}
     for ds, arch in r.means[["dataset", "arch"]].drop_duplicates().itertuples(index=False, name=None):
         a.tables[f"per-dataset-{ds}-{arch}"] = (
-            f"{ds} / {arch}: accuracies (%), retention ratios, RetDev, indiscernibility, Test MIA and RTE",
+            f"{ds} / {arch}: accuracies (%), retention ratios, RetDev, indiscernibility, Test MIA and RTE, {iv}",
             ranking.per_dataset_table(r, ds, arch))
+        ul = ranking.ulira_table(r, ds, arch)
+        if len(ul):
+            a.tables[f"ulira-{ds}-{arch}"] = (
+                (f"{ds} / {arch}: U-LiRA on the forgotten samples (one seed); the Original and Retrained rows are "
+                "the references, a method should sit near the Retrained's values"), ul)
+    a.tables["glossary"] = ("Metrics and which direction is better", ranking.glossary_table())
     for name, (caption, df) in a.tables.items():
         report.write_table(df, a.figures_dir, name, caption)
     _timed(a, "tables", t0)
@@ -125,16 +233,19 @@ def draw(a: Analysis) -> list[str]:
     """Every figure as PDF and PNG in the figures folder; returns their names."""
     t0 = time.time()
     r, folder = a.ranking, a.figures_dir
-    made = {"gaps": ("Accuracy gaps to the Retrained model (95% CI over seeds)", plots.accuracy_gaps(a.table, r)),
+    bars = "95% bootstrap CI over seeds" if r.n_seeds >= ranking.MIN_CI_SEEDS else f"range over {r.n_seeds} seeds"
+    made = {"gaps": (f"Accuracy gaps to the Retrained model (bars: {bars})", plots.accuracy_gaps(a.table, r)),
             "tradeoff": ("Indiscernibility vs run-time efficiency", plots.tradeoff(r)),
             "critical-difference": ("Critical-difference diagram (Friedman / Nemenyi on RetDev)",
                                     plots.critical_difference(r)),
             "rank-distribution": ("Rank distribution over seeds", plots.rank_distribution(r))}
-    for name, acfg in zip(a.cfg.attack, a.attack_cfgs):
-        made[f"mia-losses-{name}"] = (f"Forget vs test losses ({name})",
-                                      attack_stage.plot_loss_histograms(acfg, a.cfg.loss_seed))
-        if acfg.ulira:
-            made[f"ulira-roc-{name}"] = (f"U-LiRA ROC ({name})", attack_stage.plot_roc(acfg))
+    for name in a.cfg.attack:
+        losses, roc, seed, train = load_curves(a, name)
+        made[f"mia-losses-{name}"] = (f"Forget vs test losses ({name}, seed {seed}), each panel on its own range",
+                                      attack_stage.loss_histograms(losses, f"{train}: forget vs test losses "
+                                                                           f"(seed {seed})"))
+        if roc:
+            made[f"ulira-roc-{name}"] = (f"U-LiRA ROC ({name})", attack_stage.roc_figure(roc, f"U-LiRA ({train})"))
     a.figures = {name: (caption, plots.save(fig, folder, name)) for name, (caption, fig) in made.items()}
     _timed(a, "figures", t0)
     return list(a.figures)
@@ -171,21 +282,29 @@ def summary_html(a: Analysis) -> str:
     failed = [r.displays.get(m, m) for m in over.loc[over["failed_group"], "method"]]
     pairs = ", ".join(f"{d}/{ar}" for d, ar in t[["dataset", "arch"]].drop_duplicates().itertuples(index=False))
     f = r.friedman
-    fr = (f"Friedman test on RetDev over {f.n} blocks: χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}; "
-          f"Nemenyi CD = {f.cd:.2f} ranks at α = {f.alpha}." if f.n >= 2 and f.k >= 3 else "Too few blocks for a Friedman test.")
-    return (f"<p>{len(over)} methods on {pairs}, seeds {sorted(t['seed'].unique().tolist())}. "
+    fr = (f"Friedman test on RetDev of the {f.k} methods outside the failed group over {f.n} blocks: "
+          f"χ² = {f.statistic:.1f}, p = {f.pvalue:.2g}. " if np.isfinite(f.cd) else "") + ranking.cd_sentence(r)
+    speed = ranking.speed_flags(t)
+    return (f"<p>{len(over)} method{'s' if len(over) != 1 else ''} on {pairs}, seeds {sorted(t['seed'].unique().tolist())}. "
             f"A method fails on a (dataset, arch) if its seed-mean RTE ≤ 1, its RetDev ≥ the Original's, or its "
             f"indiscernibility ≤ the Original's; the others are ranked by RetDev (ties: indiscernibility, RTE) and "
             f"the ranks averaged over pairs.</p><p><b>Ranked, best first:</b> {html.escape(', '.join(ranked) or 'none')}."
-            f"</p><p><b>Failed group:</b> {html.escape(', '.join(failed) or 'none')}.</p><p>{html.escape(fr)}</p>")
+            f"</p><p><b>Failed group:</b> {html.escape(', '.join(failed) or 'none')}.</p><p>{html.escape(fr)}</p>"
+            f"<p><b>Run times:</b> beside each time the machine's fp32 matmul speed was measured just before and after "
+            f"it; the RTE table also gives the ratio with each time multiplied by its speed. "
+            f"{html.escape(speed)}</p>")
 
 
 def write_report(a: Analysis) -> Path:
     """The self-contained HTML report at <out>/reports/<name>/index.html."""
     timings = {**stage_timings(a.cfg, a.attack_cfgs), **a.timings}
     config = {"analyze": asdict(a.cfg), "attack": {n: asdict(c) for n, c in zip(a.cfg.attack, a.attack_cfgs)}}
-    a.report = report.write_report(a.report_dir / "index.html", f"Deep Unlearn: {a.cfg.name}", summary_html(a),
-                                   a.tables, a.figures, config, timings, report.environment())
+    a.env = a.env or report.environment()
+    tables = dict(a.tables)
+    caption, proto = tables.pop("protocol", None) or ("Protocol", protocol(a))  # opens the report
+    intro = f"<h2>{html.escape(caption)}</h2>{report.table_html(proto)}<h2>Summary</h2>{summary_html(a)}"
+    a.report = report.write_report(a.report_dir / "index.html", f"Deep Unlearn: {a.cfg.name}", intro, tables,
+                                   a.figures, config, timings, a.env)
     return a.report
 
 

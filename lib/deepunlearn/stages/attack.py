@@ -16,16 +16,17 @@ from deepunlearn.attacks import ulira as ul
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.errors import UserError
 from deepunlearn.methods import get_method, load_plugins
-from deepunlearn.metrics import evaluate, model_distances, versus_retrain
+from deepunlearn.metrics import evaluate, model_distances, run_speed, versus_retrain
 from deepunlearn.references import get_reference, reference_params
 from deepunlearn.stages import make_config, read_params, register_config, unlearn
 from deepunlearn.stages.train import TrainConfig, load_data, recipe_of
 from deepunlearn.store import Store, read_json, write_json
 from deepunlearn.training import Recipe
 
-VERSION = 1  # bump when a stored row changes meaning
+VERSION = 2  # bump when a stored row changes meaning (2: the probes' GFLOP/s and the speed-normalised RTE)
 COLUMNS = ("dataset", "arch", "method", "display", "seed", "ra", "fa", "va", "ta", "val_mia", "test_mia",
-           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "unlearn_s", "retrain_s", "sape_ra",
+           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "rte_speed", "unlearn_s", "retrain_s",
+           "unlearn_gflops", "retrain_gflops", "speed_gap", "sape_ra",
            "sape_fa", "sape_ta", "dist_norm", "dist_l2", "dist_scaled", "hp")  # table order; U-LiRA last
 ULIRA_COLUMNS = ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "mean_score")
 
@@ -107,7 +108,7 @@ def _reference_row(ctx: Context, seed: int) -> tuple[dict, Path]:
                                     progress=ctx.cfg.progress)
         row, losses = evaluate(model, ctx.data, return_losses=True)
         np.savez(work / "losses.npz", **losses)
-        write_json(work / "row.json", {**row, "train_s": meta["time"]})
+        write_json(work / "row.json", {**row, "train_s": meta["time"], "train_gflops": run_speed(meta.get("gflops"))})
 
     path = ctx.store.get_or_compute("attack-metrics", params, build,
                                     label=f"{ctx.data.info.name}-{ctx.tcfg.arch}-retrain-s{seed}")
@@ -124,7 +125,8 @@ def method_row(ctx: Context, seed: int, method: str) -> tuple[dict, dict[str, np
     base = {"dataset": data.info.name, "arch": arch, "method": method, "display": get_method(method).display,
             "seed": seed}
     if method == "retrain":
-        row = {**r_row, **versus_retrain(r_row, r_row, r_row["train_s"], r_row["train_s"]),
+        g = r_row.get("train_gflops", math.nan)
+        row = {**r_row, **versus_retrain(r_row, r_row, r_row["train_s"], r_row["train_s"], g, g),
                "unlearn_s": r_row["train_s"], "dist_norm": 0.0, "dist_l2": 0.0, "dist_scaled": 0.0, "hp": {}}
         path = r_path
     else:
@@ -144,7 +146,9 @@ def method_row(ctx: Context, seed: int, method: str) -> tuple[dict, dict[str, np
             seconds = math.nan if method == "original" else meta["time"]  # O unlearns nothing: no RTE
             row, losses = evaluate(model, data, return_losses=True)
             np.savez(work / "losses.npz", **losses)
-            write_json(work / "row.json", {**row, **versus_retrain(row, r_row, seconds, r_row["train_s"]),
+            g_u = math.nan if method == "original" else run_speed(meta.get("gflops"))
+            speeds = (g_u, r_row.get("train_gflops", math.nan))
+            write_json(work / "row.json", {**row, **versus_retrain(row, r_row, seconds, r_row["train_s"], *speeds),
                                            **model_distances(retrained, model), "unlearn_s": seconds,
                                            "hp": hp})
 
@@ -153,6 +157,7 @@ def method_row(ctx: Context, seed: int, method: str) -> tuple[dict, dict[str, np
         row = read_json(path / "row.json")
     row = {**base, **row, "retrain_s": r_row["train_s"]}
     row.pop("train_s", None)
+    row.pop("train_gflops", None)
     row["hp"] = json.dumps(row["hp"], sort_keys=True)
     return row, dict(np.load(path / "losses.npz"))
 
@@ -171,10 +176,36 @@ def ulira_results(cfg: AttackConfig, ctx: Context | None = None) -> dict[str, ul
             for t in [*ul.REFERENCES, *targets]}
 
 
+def search_budget(cfg: AttackConfig, methods: list[str]) -> dict[str, tuple[int, str]]:
+    """Per method: (trials per study, the studies' seeds) of the sweep its hyperparameters come from; (0, "") if none."""
+    out = {m: (0, "") for m in methods}
+    if not cfg.best:
+        return out
+    path = Path("params") / "sweep" / f"{cfg.best}.yaml"
+    if not path.is_file():  # best.yaml without its config: the budget is unknown, not zero
+        return {m: (-1, "") for m in methods}
+    sweep = make_config("sweep", **read_params(path))
+    searched = set(unlearn.expand_methods(sweep.methods))
+    for m in methods:
+        if m in searched and m not in cfg.hparams:  # hand-set hyperparameters override the sweep's
+            out[m] = (sweep.n_trials, ",".join(str(s) for s in sweep.seeds))
+    return out
+
+
+def protocol_columns(ctx: Context) -> dict:
+    """What every row of this config rests on: split sizes, epochs, the train config (for the report's protocol)."""
+    return {"train_config": ctx.cfg.train, "epochs": ctx.recipe.epochs,
+            **{f"n_{k}": ctx.data.size(k) for k in ("retain", "forget", "val", "test")}}
+
+
 def run(cfg: AttackConfig) -> pd.DataFrame:
     """The tidy results table: one row per (dataset, arch, method, seed), every metric; U-LiRA on its seed."""
     ctx = context(cfg)
     rows = [method_row(ctx, seed, m)[0] for seed in ctx.seeds for m in ["original", "retrain", *ctx.methods]]
+    budget = search_budget(cfg, ctx.methods)
+    for row in rows:
+        row.update(protocol_columns(ctx))
+        row["trials"], row["search_seeds"] = budget.get(row["method"], (0, ""))
     table = pd.DataFrame(rows)
     first = [c for c in COLUMNS if c in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]
@@ -193,52 +224,98 @@ def losses(cfg: AttackConfig, seed: int | None = None) -> dict[str, dict[str, np
     return {m: method_row(ctx, seed, m)[1] for m in ["original", "retrain", *ctx.methods]}
 
 
-def plot_loss_histograms(cfg: AttackConfig, seed: int | None = None):
-    """Forget vs test loss histograms per model (log loss axis): what the population MIA sees."""
+def loss_histograms(per_model: dict[str, dict[str, np.ndarray]], title: str, lo_q: float = 0.01,
+                    hi_q: float = 0.99):
+    """Forget vs test loss histograms, one panel per model on its own range (log when it spans a decade).
+
+    One method's exploding losses (FF reaches 1e33) would flatten every other panel on a shared axis;
+    a panel spanning more than six decades is cut to its `lo_q`..`hi_q` quantiles, the losses outside
+    piled into its edge bins and their share given in its title.
+    """
     import matplotlib.pyplot as plt
 
-    per_model = losses(cfg, seed)
     n = len(per_model)
     cols = min(n, 4)
-    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.2 * cols, 2.6 * -(-n // cols)), squeeze=False)
-    floor = 1e-6  # losses of perfectly fitted samples underflow to 0; clip them onto the log axis
-    every = np.concatenate([ls[k] for ls in per_model.values() for k in ("forget", "test")])
-    every = np.clip(every, floor, None)
-    bins = np.logspace(np.log10(every.min()), np.log10(every.max()) + 1e-9, 40)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.7 * rows), squeeze=False)
+    floor = 1e-7  # losses of perfectly fitted samples underflow to 0; clip them onto the log axis
     for ax, (m, ls) in zip(axes.flat, per_model.items()):
+        both = np.clip(np.concatenate([ls["forget"], ls["test"]]), floor, None)
+        both = both[np.isfinite(both)]
+        if len(both) == 0:
+            ax.set_title(f"{_display(m)}: no finite loss", fontsize=9)
+            continue
+        lo, hi = both.min(), both.max()
+        if hi / lo > 1e6:  # many decades: a few extreme losses would squeeze the bulk into a few bins
+            lo, hi = np.quantile(both, [lo_q, hi_q])
+        hi = max(hi, lo * 1.01)  # identical losses still get a bar
+        log = hi / lo > 10  # under a decade a linear axis reads better (and has readable ticks)
+        bins = np.logspace(np.log10(lo), np.log10(hi), 30) if log else np.linspace(lo, hi, 30)
+        outside = 0
         for split, color in (("forget", "C3"), ("test", "C0")):
-            x = np.clip(ls[split], floor, None)  # fractions, not densities: the bins are log-spaced
-            ax.hist(x, bins=bins, weights=np.full(len(x), 1 / len(x)), alpha=0.5, color=color, label=split)
-        ax.set_xscale("log")
-        ax.set_title(get_method(m).display)
-        ax.set(xlabel="cross-entropy", ylabel="fraction of the split")
+            x = np.clip(ls[split], floor, None)
+            x = np.where(np.isfinite(x), x, hi)
+            outside += int(((x < lo) | (x > hi)).sum())
+            # fractions, not densities: the bins may be log-spaced
+            ax.hist(np.clip(x, lo, hi), bins=bins, weights=np.full(len(x), 1 / len(x)), alpha=0.5, color=color,
+                    label=split)
+        if log:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels collide on a short log axis
+        share = outside / (len(ls["forget"]) + len(ls["test"]))
+        ax.set_title(_display(m) + (f" ({100 * share:.1f}% outside, at the edges)" if outside else ""), fontsize=9)
+        ax.set(xlabel="cross-entropy (this panel's range)", ylabel="fraction of the split")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    axes.flat[0].legend()
-    fig.suptitle(f"{cfg.train}: forget vs test losses" + (f" (seed {seed})" if seed is not None else ""))
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
+    return fig
+
+
+def _display(method: str) -> str:
+    try:
+        return get_method(method).display
+    except UserError:  # a plugin method that is not loaded in this process (the figures from saved results)
+        return method
+
+
+def plot_loss_histograms(cfg: AttackConfig, seed: int | None = None):
+    """Forget vs test loss histograms per model: what the population MIA sees (from the store)."""
+    seed = seed if seed is not None else (cfg.seeds or unlearn.load_train_config(cfg.train).seeds)[0]
+    return loss_histograms(losses(cfg, seed), f"{cfg.train}: forget vs test losses (seed {seed})")
+
+
+def roc_curves(cfg: AttackConfig) -> dict[str, dict[str, np.ndarray]]:
+    """U-LiRA ROC curve and AUC per target: {target: {"fpr", "tpr", "auc"}} (empty if U-LiRA is off)."""
+    if not cfg.ulira:
+        return {}
+    return {t: {"fpr": res.fpr, "tpr": res.tpr, "auc": np.float64(res.summary["auc"])}
+            for t, res in ulira_results(cfg).items()}
+
+
+def roc_figure(curves: dict[str, dict[str, np.ndarray]], title: str):
+    """U-LiRA ROC curves on log-log axes, the Original and Retrained as references."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for i, (t, c) in enumerate(curves.items()):
+        style = {"original": "k--", "retrain": "k:"}.get(t, f"C{i}-")
+        ax.plot(np.maximum(c["fpr"], 1e-5), np.maximum(c["tpr"], 1e-5), style,
+                label=f"{_display(t)} (AUC {float(c['auc']):.3f})")
+    ax.plot([1e-5, 1], [1e-5, 1], color="0.7", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
+           ylabel="true positive rate", title=title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
     return fig
 
 
 def plot_roc(cfg: AttackConfig):
-    """U-LiRA ROC curves on log-log axes, the Original and Retrained as references (None if U-LiRA is off)."""
-    if not cfg.ulira:
-        return None
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for i, (t, res) in enumerate(ulira_results(cfg).items()):
-        style = {"original": "k--", "retrain": "k:"}.get(t, f"C{i}-")
-        ax.plot(np.maximum(res.fpr, 1e-5), np.maximum(res.tpr, 1e-5), style,
-                label=f"{get_method(t).display} (AUC {res.summary['auc']:.3f})")
-    ax.plot([1e-5, 1], [1e-5, 1], color="0.7", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
-           ylabel="true positive rate", title=f"U-LiRA ({cfg.train})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
-    return fig
+    """U-LiRA ROC curves of the config (None if U-LiRA is off)."""
+    return roc_figure(roc_curves(cfg), f"U-LiRA ({cfg.train})") if cfg.ulira else None
 
 
 def main(argv: list[str] | None = None) -> int:

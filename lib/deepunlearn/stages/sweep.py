@@ -146,6 +146,7 @@ def plot_fronts(cfg: SweepConfig):
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
     return fig
 
 

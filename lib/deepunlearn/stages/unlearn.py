@@ -18,7 +18,7 @@ from deepunlearn.references import get_reference, load_weights, reference_params
 from deepunlearn.stages import make_config, register_config
 from deepunlearn.stages import train as train_stage
 from deepunlearn.store import Store, read_json, write_json
-from deepunlearn.training import Recipe
+from deepunlearn.training import Recipe, matmul_gflops
 
 RUN_SEED = 123
 
@@ -87,10 +87,12 @@ def get_unlearned(store: Store, data: DeviceData, arch: str, seed: int, recipe: 
     params = unlearned_params(data, arch, seed, recipe, method, params_hp)
 
     def build(out: Path) -> None:
+        before = matmul_gflops(data.device)  # the machine's speed beside the time (spec E.4, RTE)
         model, seconds = run_method(method, original, data, params_hp, seed=RUN_SEED)
+        speed = {"before": before, "after": matmul_gflops(data.device)}
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "weights.pt")
-        write_json(out / "meta.json", {"time": seconds, "method": method, "hp": dataclasses.asdict(params_hp),
-                                       "accuracy": split_accuracies(model, data)})
+        write_json(out / "meta.json", {"time": seconds, "gflops": speed, "method": method,
+                                       "hp": dataclasses.asdict(params_hp), "accuracy": split_accuracies(model, data)})
 
     path = store.get_or_compute("unlearned", params, build, label=f"{data.info.name}-{arch}-{method}-s{seed}")
     model = load_weights(path, arch, data.num_classes, data.info.img_size, data.device)
