@@ -163,18 +163,33 @@ def test_a_sweep_whose_space_cannot_be_sampled_stops_before_any_trial(store, cap
     assert not (store.parent / "sweeps").exists()  # no study was created
 
 
-def test_an_error_inside_a_rendered_notebook_is_its_one_sentence_through_make(tmp_path):
+METHODS = "ft, ga, srl, ngplus, bt, scrub, salun, ff, iu, cfk, euk, fcs, msg, cfw, prmq, ct, kde, rni, original, retrain"
+MAKE_CASES = {  # an unknown dataset, arch (train stage) and method (unlearn stage), as a user types them
+    "dataset": ("train", TRAIN.replace("digits", "nodata"),
+                "Unknown dataset 'nodata'; choose one of cifar10, cifar100, digits, fashion_mnist, mnist, utkface"),
+    "arch": ("train", TRAIN.replace("tinycnn", "noarch"),
+             "Unknown model 'noarch'; choose one of resnet18, smallresnet, tinycnn, tinyvit"),
+    "method": ("unlearn", "train: t\nmethods: [nomethod]\ndevice: cpu\nprogress: false\n",
+               f"Unknown method 'nomethod'; choose one of {METHODS}"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(MAKE_CASES))
+def test_an_error_inside_a_rendered_notebook_is_its_one_sentence_through_make(case, tmp_path):
+    stage, params, sentence = MAKE_CASES[case]
     for name in ("Makefile", "pyproject.toml"):
         shutil.copy2(ROOT / name, tmp_path / name)  # copy2 keeps pyproject older than the setup stamp
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
-    (tmp_path / "params" / "train").mkdir(parents=True)
-    (tmp_path / "params" / "train" / "bad.yaml").write_text(TRAIN.replace("digits", "nodata"))
+    for folder in ("train", stage):
+        (tmp_path / "params" / folder).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "params" / "train" / "t.yaml").write_text(TRAIN)
+    (tmp_path / "params" / stage / "bad.yaml").write_text(params)
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    out = subprocess.run(["make", "--no-print-directory", "train", "CONFIG=bad"], cwd=tmp_path, capture_output=True,
+    out = subprocess.run(["make", "--no-print-directory", stage, "CONFIG=bad"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout
-    assert errors == [("error: Unknown dataset 'nodata'; choose one of cifar10, cifar100, digits, fashion_mnist, "
-                       "mnist, utkface; details in outputs/nb/train/bad.failed.ipynb.")]
-    assert sorted(p.name for p in (tmp_path / "outputs" / "nb" / "train").iterdir()) == ["bad.failed.ipynb"]
+    assert errors == [f"error: {sentence}; details in outputs/nb/{stage}/bad.failed.ipynb."]
+    assert sorted(p.name for p in (tmp_path / "outputs" / "nb" / stage).iterdir()) == ["bad.failed.ipynb"]
     assert not (tmp_path / "outputs" / "store").exists()

@@ -69,34 +69,47 @@ def uninterrupted(project):
     return trials, best
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
-def test_a_sweep_killed_mid_trial_and_before_drawing_resumes_to_the_uninterrupted_trials(project, uninterrupted,
-                                                                                         monkeypatch):
-    """Three moments: a worker restarted after complete trials, one killed -9 mid-trial, one dead before drawing."""
-    monkeypatch.chdir(project)
-    cfg = config(project, "killed")
-    worker = subprocess.Popen([sys.executable, "-m", "deepunlearn.stages.sweep", "t", "--set", "name=killed"],
+def kill_worker_while(project, cfg, draw: int) -> None:
+    """Start a sweep worker process and kill -9 it once the trial of `draw` runs with its parameters drawn."""
+    worker = subprocess.Popen([sys.executable, "-m", "deepunlearn.stages.sweep", "t", "--set", f"name={cfg.name}"],
                               cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    db = project / "outputs" / "sweeps" / "killed" / f"{sweep.study_name('digits', 'tinycnn', 'ft', 0)}.db"
+    db = project / "outputs" / "sweeps" / cfg.name / f"{sweep.study_name('digits', 'tinycnn', 'ft', 0)}.db"
     try:
         deadline = time.time() + 120
-        while time.time() < deadline:  # wait for trial 1 to be running with its parameters drawn
+        while time.time() < deadline:
             try:
-                if db.exists() and any(t.number == 1 and t.params for t in study_of(cfg).get_trials()):
+                if db.exists() and any(t.state == TrialState.RUNNING and t.params
+                                       and t.system_attrs.get(sweep.DRAW_KEY) == draw
+                                       for t in study_of(cfg).get_trials()):
                     break
             except Exception:  # noqa: BLE001, S110  the worker is still creating the schema
                 pass
             time.sleep(0.05)
         else:
-            pytest.fail("the worker never started trial 1")
+            pytest.fail(f"the worker never started draw {draw}")
     finally:
         worker.kill()  # SIGKILL: no handler runs, the trial stays RUNNING
         worker.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_sweep_killed_at_three_moments_and_dead_before_drawing_resumes_to_the_uninterrupted_trials(
+        project, uninterrupted, monkeypatch):
+    """kill -9 during the first, second and last trial (each resumed by the next worker), then a worker
+    dead right after creating a trial, before drawing: the completed trials and the best trial are the
+    uninterrupted run's."""
+    monkeypatch.chdir(project)
+    cfg = config(project, "killed")
+    for draw in range(N):  # before any trial completed, mid-study, and with one trial to go
+        kill_worker_while(project, cfg, draw)
+        done = sorted(t.system_attrs[sweep.DRAW_KEY] for t in sweep.complete_trials(study_of(cfg)))
+        assert done == list(range(draw)), "the resumed worker lost or repeated a completed draw"
     study = study_of(cfg)
-    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.RUNNING]
+    assert study.get_trials(states=(TrialState.RUNNING,))  # the last victim's trial is still marked running
     orphan = study.ask()  # as if another worker died right after creating its trial, before drawing anything
     study._storage.set_trial_system_attr(orphan._trial_id, sweep.WORKER_KEY, [socket.gethostname(), dead_pid()])
-    sweep_stage.run_worker(cfg)  # no waiting out heartbeats: both dead processes were on this host
+    sweep_stage.run_worker(cfg)  # no waiting out heartbeats: every dead process was on this host
     assert outcome(cfg) == uninterrupted
     assert study_of(cfg).get_trials(states=(TrialState.RUNNING,)) == []
