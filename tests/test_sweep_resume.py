@@ -14,12 +14,26 @@ import yaml
 from optuna.trial import TrialState
 
 from deepunlearn import sweep
+from deepunlearn.methods import base
 from deepunlearn.stages import make_config, train
 from deepunlearn.stages import sweep as sweep_stage
 
 TRAIN = {"dataset": "digits", "arch": "tinycnn", "seeds": [0], "subset": 200, "epochs": 1, "batch_size": 64,
          "device": "cpu", "progress": False}
 N = 3
+METHOD = "ft_slow"
+# FT, with a pause before its work in the worker processes the test kills: on tiny data a trial can
+# finish between two polls, and the test must see it running. The pause changes no draw and no result.
+SLOW = f'''
+import os, time
+from deepunlearn.methods import register_method
+from deepunlearn.methods.ft import FTParams, finetune, ft_space
+
+@register_method("{METHOD}", display="FT-slow", hparams=FTParams, space=ft_space)
+def slow(model, data, hp):
+    time.sleep(float(os.environ.get("DU_TRIAL_PAUSE", "0")))
+    return finetune(model, data, hp)
+'''
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +43,13 @@ def project(tmp_path_factory):
     (root / "params" / "train").mkdir(parents=True)
     (root / "params" / "sweep").mkdir()
     (root / "params" / "train" / "t.yaml").write_text(yaml.safe_dump(TRAIN))
+    (root / "slow.py").write_text(SLOW)
     (root / "params" / "sweep" / "t.yaml").write_text(yaml.safe_dump(
-        {"train": "t", "methods": ["ft"], "seeds": [0], "n_trials": N, "device": "cpu", "progress": False,
-         "store": str(root / "outputs" / "store")}))
+        {"train": "t", "methods": [METHOD], "seeds": [0], "n_trials": N, "device": "cpu", "progress": False,
+         "plugins": [str(root / "slow.py")], "store": str(root / "outputs" / "store")}))
     train.run(make_config("train", **{**TRAIN, "store": str(root / "outputs" / "store")}))
-    return root
+    yield root
+    base._METHODS.pop(METHOD, None)  # the in-process runs registered it: leave the registry as it was
 
 
 def config(project, name: str, n_trials: int = N):
@@ -42,14 +58,14 @@ def config(project, name: str, n_trials: int = N):
 
 
 def study_of(cfg) -> optuna.Study:
-    return sweep_stage.load_studies(cfg)["ft"][0]
+    return sweep_stage.load_studies(cfg)[METHOD][0]
 
 
 def outcome(cfg) -> tuple[list, dict]:
     """The complete trials' (draw index, params, values) in draw order, and the chosen trial (less its number)."""
     study = study_of(cfg)
     trials = sorted((t.system_attrs[sweep.DRAW_KEY], t.params, t.values) for t in sweep.complete_trials(study))
-    best = sweep.best_params([study], "ft", cfg.n_trials)
+    best = sweep.best_params([study], METHOD, cfg.n_trials)
     return trials, {k: best[k] for k in ("params", "values", "score")}
 
 
@@ -73,8 +89,8 @@ def kill_worker_while(project, cfg, draw: int) -> None:
     """Start a sweep worker process and kill -9 it once the trial of `draw` runs with its parameters drawn."""
     worker = subprocess.Popen([sys.executable, "-m", "deepunlearn.stages.sweep", "t", "--set", f"name={cfg.name}"],
                               cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    db = project / "outputs" / "sweeps" / cfg.name / f"{sweep.study_name('digits', 'tinycnn', 'ft', 0)}.db"
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "DU_TRIAL_PAUSE": "2"})
+    db = project / "outputs" / "sweeps" / cfg.name / f"{sweep.study_name('digits', 'tinycnn', METHOD, 0)}.db"
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
