@@ -50,6 +50,31 @@ test-margins: setup  ## the learned-behaviour tests over 5 fixture seeds and und
 	  $(PY) -m pytest -n $(TEST_WORKERS) -m learned || status=1; \
 	$(PY) tests/margins.py $(MARGIN_LOG) && exit $$status
 
+demo: setup outputs/nb/analyze/demo.ipynb  ## the whole benchmark on the CPU default (Fashion-MNIST): train → sweep → unlearn → attack → analyze
+	@echo "report: outputs/reports/demo/index.html"
+
+# One pattern rule renders outputs/nb/<stage>/<config>.ipynb from notebooks/<stage>.py and
+# params/<stage>/<config>.yaml; an executed notebook newer than both is not rendered again.
+.SECONDEXPANSION:
+outputs/nb/%.ipynb: notebooks/$$(firstword $$(subst /, ,$$*)).py params/$$*.yaml | setup
+	@$(PY) -m deepunlearn.render $(subst /, ,$*)
+
+# the demo chain: each stage after the one it reads from
+outputs/nb/sweep/demo-all.ipynb: outputs/nb/train/demo.ipynb
+outputs/nb/unlearn/demo-best.ipynb: outputs/nb/sweep/demo-all.ipynb
+outputs/nb/attack/demo-best.ipynb: outputs/nb/unlearn/demo-best.ipynb
+outputs/nb/analyze/demo.ipynb: outputs/nb/attack/demo-best.ipynb
+
+figures: setup  ## re-render tables, figures and report from the saved results table (never trains)
+	@$(PY) -m deepunlearn.stages.analyze params/analyze/$(CONFIG).yaml --set from_results=true
+
+paper: setup  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit"
+	@for d in $(or $(DATASETS),mnist fashion_mnist cifar10 cifar100 utkface); do \
+	  for a in $(or $(ARCHS),resnet18 tinyvit); do \
+	    for s in train sweep unlearn attack; do $(PY) -m deepunlearn.render $$s paper-$$d-$$a || exit 1; done; \
+	  done; done
+	@$(PY) -m deepunlearn.render analyze paper
+
 train: setup  ## render notebooks/train.py with params/train/$(CONFIG).yaml
 	@$(PY) -m deepunlearn.render train $(CONFIG)
 

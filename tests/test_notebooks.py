@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import subprocess
 from pathlib import Path
 
 import jupytext
@@ -92,3 +93,16 @@ def test_papermill_chain_on_tiny(tmp_path):
     assert not list((tmp_path / "nb").glob("*.partial.ipynb"))
     # the unlearn stage reused the stored references instead of training them again
     assert len(list((tmp_path / "store" / "model").glob("*/DONE"))) == 2
+
+
+def test_make_targets_of_the_readme_exist_and_demo_chains_the_five_stages():
+    # `make -n` prints the commands without running them; a target lost from the Makefile fails here
+    help_text = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout
+    for target in ("setup", "demo", "test", "test-fast", "test-margins", "train", "sweep", "unlearn", "attack",
+                   "analyze", "figures", "paper", "bench", "lint", "lab", "clean"):
+        assert f"make {target} " in help_text, f"make {target} is missing"
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", "-o", "setup", "-o", ".venv/.setup-done",
+                          "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    renders = [line.split("deepunlearn.render ")[1] for line in dry.splitlines() if "deepunlearn.render " in line]
+    assert renders == ["train demo", "sweep demo-all", "unlearn demo-best", "attack demo-best", "analyze demo"]
