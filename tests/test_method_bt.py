@@ -47,7 +47,8 @@ def test_student_follows_each_sets_teacher(fitted_tinycnn, tiny_data):
     # Optimised near convergence at a stable step size (Adam 3e-3, 30 epochs of 2 batches), the property
     # does not hinge on SGD's chaos: `make test-margins` (fixture seeds 0-4, and the portable float path)
     # shows each check holding with >= 3x to spare. BT's default lr 0.01 for 5 epochs left the student
-    # far from both teachers, on one side or the other by seed and CPU: the old assertion failed on 2 of 6.
+    # far from both teachers, on one side or the other by seed and CPU: the old first check failed on 5 of
+    # fixture seeds 0-5 on this machine.
     data = tiny_data.with_splits(retain=tiny_data.indices("retain")[:16])
     torch.manual_seed(123)  # the run seed, so this is the teacher the method draws
     bad = incompetent_teacher(data)
