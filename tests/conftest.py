@@ -5,11 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-# Under pytest-xdist (make test: one worker per core) each worker and every process it starts gets one
-# thread, so workers do not oversubscribe the cores (torch's spinning pools slow down 5x or more then).
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-
 import pytest
 import torch
 
@@ -20,8 +15,11 @@ from deepunlearn.training import Recipe, fit, to_device
 
 ARCHS = ("resnet18", "tinyvit")  # the paper's two architectures, at tiny data size
 
+# Under pytest-xdist (make test: one worker per core) each worker and every process it starts gets one
+# thread, so workers do not oversubscribe the cores (torch's spinning pools slow down 5x or more then).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # for the processes tests start
 
 # Shifts the seeds of every trained fixture (inits and data order). Tests about learned behaviour must
 # hold for any value: `make test-margins` runs them over several, and under another float path.
