@@ -1,5 +1,6 @@
 # Deep Unlearn: every stage is a parameterised notebook rendered by papermill from
-# notebooks/<stage>.py (jupytext) + params/<stage>/<CONFIG>.yaml into outputs/nb/<stage>/<CONFIG>.ipynb.
+# notebooks/<stage>.py (jupytext) + params/<stage>/<CONFIG>.yaml into outputs/nb/<stage>/<CONFIG>.ipynb,
+# always through the one command line, `deepunlearn run STAGE CONFIG [--set KEY=VALUE]`.
 # Results are cached in outputs/store, so a rerun only computes what is missing.
 
 PYTHON ?= python3
@@ -8,6 +9,7 @@ PY     := $(VENV)/bin/python
 CONFIG ?= demo
 WORKERS ?= 1
 STAMP  := $(VENV)/.setup-done
+RUN    := $(PY) -m deepunlearn.cli run
 # pytest-xdist processes for make test, one thread each
 TEST_WORKERS ?= 2
 
@@ -57,39 +59,57 @@ demo: setup outputs/nb/analyze/demo.ipynb  ## the whole benchmark on the CPU def
 # params/<stage>/<config>.yaml; an executed notebook newer than both is not rendered again.
 .SECONDEXPANSION:
 outputs/nb/%.ipynb: notebooks/$$(firstword $$(subst /, ,$$*)).py params/$$*.yaml | setup
-	@$(PY) -m deepunlearn.render $(subst /, ,$*)
+	@$(RUN) $(subst /, ,$*)
 
-# the demo chain: each stage after the one it reads from
-outputs/nb/sweep/demo-all.ipynb: outputs/nb/train/demo.ipynb
-outputs/nb/unlearn/demo-best.ipynb: outputs/nb/sweep/demo-all.ipynb
-outputs/nb/attack/demo-best.ipynb: outputs/nb/unlearn/demo-best.ipynb
-outputs/nb/analyze/demo.ipynb: outputs/nb/attack/demo-best.ipynb
+# the demo chain: each stage after the one it reads from (every stage's config is called demo)
+outputs/nb/sweep/demo.ipynb: outputs/nb/train/demo.ipynb
+outputs/nb/unlearn/demo.ipynb: outputs/nb/sweep/demo.ipynb
+outputs/nb/attack/demo.ipynb: outputs/nb/unlearn/demo.ipynb
+outputs/nb/analyze/demo.ipynb: outputs/nb/attack/demo.ipynb
 
-figures: setup  ## re-render tables, figures and report from the saved results table (never trains)
-	@$(PY) -m deepunlearn.stages.analyze params/analyze/$(CONFIG).yaml --set from_results=true
+figures: setup  ## re-render tables, figures and report from the saved results and curves only (never trains or reads data)
+	@$(RUN) analyze $(CONFIG) --set from_results=true --as $(CONFIG)-figures
 
-paper: setup  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit"
-	@for d in $(or $(DATASETS),mnist fashion_mnist cifar10 cifar100 utkface); do \
-	  for a in $(or $(ARCHS),resnet18 tinyvit); do \
-	    for s in train sweep unlearn attack; do $(PY) -m deepunlearn.render $$s paper-$$d-$$a || exit 1; done; \
-	  done; done
-	@$(PY) -m deepunlearn.render analyze paper
+# The paper: one params file per stage (params/<stage>/paper.yaml), run once per (dataset, arch) pair
+# with --set dataset=... arch=...; CIFAR-10 / ResNet-18's attack adds U-LiRA (params/attack/paper-ulira.yaml).
+# `make paper -n DATASETS=... ARCHS=...` prints the renders it would do.
+DATASETS ?= mnist fashion_mnist cifar10 cifar100 utkface
+ARCHS    ?= resnet18 tinyvit
+PAIRS    := $(foreach d,$(DATASETS),$(foreach a,$(ARCHS),$(d)-$(a)))
+PAPER_NB := $(foreach p,$(PAIRS),$(foreach s,train sweep unlearn attack,outputs/nb/$(s)/paper-$(p).ipynb))
+paper_config = $(if $(and $(filter attack,$(1)),$(filter cifar10-resnet18,$(2))),paper-ulira,paper)
+pair_of = $(patsubst paper-%,%,$(notdir $(1)))
+empty :=
+space := $(empty) $(empty)
+comma := ,
+PAPER_ATTACKS := $(subst $(space),$(comma),$(foreach p,$(PAIRS),$(call paper_config,attack,$(p))@$(subst -,/,$(p))))
+
+paper: setup $(PAPER_NB)  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit"
+	$(RUN) analyze paper --set 'attack=[$(PAPER_ATTACKS)]'
+
+$(PAPER_NB): outputs/nb/%.ipynb: | setup
+	$(RUN) $(firstword $(subst /, ,$*)) $(call paper_config,$(firstword $(subst /, ,$*)),$(call pair_of,$*)) \
+	  --set dataset=$(word 1,$(subst -, ,$(call pair_of,$*))) --set arch=$(word 2,$(subst -, ,$(call pair_of,$*))) \
+	  --as $(notdir $*)
+$(foreach p,$(PAIRS),$(eval outputs/nb/sweep/paper-$(p).ipynb: outputs/nb/train/paper-$(p).ipynb))
+$(foreach p,$(PAIRS),$(eval outputs/nb/unlearn/paper-$(p).ipynb: outputs/nb/sweep/paper-$(p).ipynb))
+$(foreach p,$(PAIRS),$(eval outputs/nb/attack/paper-$(p).ipynb: outputs/nb/unlearn/paper-$(p).ipynb))
 
 train: setup  ## render notebooks/train.py with params/train/$(CONFIG).yaml
-	@$(PY) -m deepunlearn.render train $(CONFIG)
+	@$(RUN) train $(CONFIG)
 
 unlearn: setup  ## render notebooks/unlearn.py with params/unlearn/$(CONFIG).yaml
-	@$(PY) -m deepunlearn.render unlearn $(CONFIG)
+	@$(RUN) unlearn $(CONFIG)
 
 attack: setup  ## render notebooks/attack.py with params/attack/$(CONFIG).yaml
-	@$(PY) -m deepunlearn.render attack $(CONFIG)
+	@$(RUN) attack $(CONFIG)
 
 sweep: setup  ## Optuna studies of params/sweep/$(CONFIG).yaml with WORKERS processes (share storage: README)
-	@for i in $$(seq 1 $$(($(WORKERS) - 1))); do $(PY) -m deepunlearn.stages.sweep $(CONFIG) --worker $$i & done; \
-	$(PY) -m deepunlearn.render sweep $(CONFIG); status=$$?; wait; exit $$status
+	@for i in $$(seq 1 $$(($(WORKERS) - 1))); do $(RUN) sweep $(CONFIG) --worker $$i & done; \
+	$(RUN) sweep $(CONFIG); status=$$?; wait; exit $$status
 
 analyze: setup  ## render notebooks/analyze.py with params/analyze/$(CONFIG).yaml
-	@$(PY) -m deepunlearn.render analyze $(CONFIG)
+	@$(RUN) analyze $(CONFIG)
 
 bench: setup  ## training throughput vs a torchvision DataLoader loop; small-map convs; RTE under load
 	$(PY) bench/train_throughput.py
@@ -99,8 +119,10 @@ bench: setup  ## training throughput vs a torchvision DataLoader loop; small-map
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check lib tests bench notebooks
 
-lab: setup  ## JupyterLab with jupytext: notebooks/*.py open as notebooks
-	$(VENV)/bin/jupyter lab --ServerApp.contents_manager_class=jupytext.TextFileContentsManager
+LAB_ARGS ?=
+lab: setup  ## JupyterLab with jupytext: notebooks/*.py open as notebooks (as root too, the usual case in containers)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.contents_manager_class=jupytext.TextFileContentsManager \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean:  ## delete outputs/ (the store, executed notebooks, reports)
 	rm -rf outputs

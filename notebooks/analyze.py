@@ -25,26 +25,26 @@
 
 # %% tags=["parameters"]
 name = "demo"  # names the outputs: <out>/reports/<name>/ and <out>/figures/<name>/
-attack = ["demo-best"]  # params/attack/<name>.yaml configs whose results are collected
+attack = ["demo"]  # attack configs, each "NAME" or "NAME@dataset/arch"
 out = "outputs"  # root of the reports/ and figures/ folders
-figures = None  # folder for tables and figures; None: <out>/figures/<name> (only the paper writes figures/)
-from_results = False  # True: reuse the saved results.parquet and ask the store nothing
-level = 0.95  # bootstrap confidence level of every CI
+figures = None  # tables and figures folder; None: <out>/figures/<name> (paper: figures)
+from_results = False  # True: reuse <out>/reports/<name>/ (results and curves), asking the store nothing
+level = 0.95  # bootstrap confidence level
 n_boot = 2000  # bootstrap resamples
-alpha = 0.05  # significance level of the Nemenyi critical difference
-friedman_by = "seed"  # Friedman blocks: "seed" (each dataset, arch, seed) or "pair" (seed means)
-loss_seed = None  # seed of the MIA loss histograms; None: each attack config's first seed
+alpha = 0.05  # Nemenyi significance level
+friedman_by = "seed"  # Friedman blocks: "seed" (dataset, arch, seed) or "pair" (dataset, arch)
+loss_seed = None  # seed of the MIA loss histograms; None: each config's first
 nb = "outputs/nb"  # executed stage notebooks whose papermill run times the report lists
-device = None  # None: each attack config's own device; else "cpu" or "cuda"
+device = None  # None: each attack config's own device
 store = "outputs/store"  # content-addressed artifact store
-progress = True  # print a line per collected config
+progress = True  # a line per collected config
 
 # %%
-from deepunlearn import stages
+from deepunlearn import config
 from deepunlearn.stages import analyze
 
 # %%
-cfg = stages.stage_config("analyze", globals())
+cfg = config.from_notebook("analyze", globals())
 
 # %%
 a = analyze.start(cfg)

@@ -21,33 +21,38 @@
 # Everything is cached in the store: rerunning only computes what is missing.
 
 # %% tags=["parameters"]
-train = "demo"  # params/train/<train>.yaml: the data and recipe of the Original/Retrained models
-methods = ["ft"]  # method ids (`deepunlearn methods`), or ["all"] for the 18 of the paper
-plugins = []  # .py files (or module names) that register your own methods with @register_method
-hparams = {}  # {method: {hyperparameter: value}}; what is missing takes the method's defaults
-best = None  # a sweep config: take hyperparameters from outputs/sweeps/<best>/best.yaml
-seeds = None  # list of model seeds; None: the train config's seeds
-ulira = False  # also run U-LiRA on shadow models
-ulira_methods = None  # methods U-LiRA attacks; None: `methods` (the paper: ft, msg, cfw, prmq, ct, kde)
+profile = "demo"  # params/train/<profile>.yaml: the data and recipe of the Original/Retrained models
+dataset = None  # None: the profile's dataset
+arch = None  # None: the profile's architecture
+methods = ["ft"]  # method ids, or ["all"]; O and R always added
+plugins = []  # .py files (or modules) defining your own methods
+hparams = {}  # {method: {hyperparameter: value}}; missing: defaults
+best = None  # a sweep name: its best.yaml for this (dataset, arch) gives the hyperparameters
+seeds = None  # None: the profile's seeds
+ulira = False  # also run U-LiRA
+ulira_methods = None  # methods U-LiRA attacks (None: `methods`); O and R always
 ulira_splits = 8  # shadow train/held-out splits (the paper: 64)
 ulira_forget_sets = 2  # forget sets per split (the paper: 10)
-ulira_seed = 0  # initialisation seed of every shadow model (the paper: 0); must be among the seeds
-ulira_epochs = None  # int: shadow O/R epochs; None: the train recipe's (the paper: 91 on CIFAR-10)
-ulira_statistic = "logit"  # "logit": logit-scaled confidence; "correct": the reference code's 0/1 variant
-ulira_share_original = True  # one Original per split; False: one per (split, forget set), as the paper
+ulira_seed = 0  # initialisation seed of every shadow (the paper: 0); its rows get the U-LiRA columns
+ulira_epochs = None  # shadow O/R epochs (None: the recipe's; the paper: 91 on CIFAR-10)
+ulira_statistic = "logit"  # "logit" (logit-scaled confidence) or "correct" (the reference's 0/1)
+ulira_share_original = True  # one Original per split (False: per (split, forget set), the paper)
 device = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 store = "outputs/store"  # content-addressed artifact store
-progress = True  # show progress bars while training models
+progress = True  # a line per model trained or attacked
 
 # %%
-from deepunlearn import stages
+from deepunlearn import config
 from deepunlearn.stages import attack
 
 # %%
-cfg = stages.stage_config("attack", globals())
+cfg = config.from_notebook("attack", globals())
 
 # %%
-table = attack.run(cfg)
+ctx = attack.context(cfg)
+
+# %%
+table = attack.run(ctx)
 
 # %% [markdown]
 # One row per (dataset, arch, method, seed). The Retrained model is the target: RetDev 0, Test MIA
@@ -62,10 +67,10 @@ table
 # Loss histograms of the forget and test sets: the population MIA separates these two.
 
 # %%
-attack.plot_loss_histograms(cfg)
+attack.plot_loss_histograms(ctx)
 
 # %% [markdown]
 # U-LiRA ROC curves on log axes (the low false-positive end is what matters); empty when `ulira` is off.
 
 # %%
-attack.plot_roc(cfg)
+attack.plot_roc(ctx)

@@ -17,30 +17,37 @@
 # four minimised objectives: a third of the retain, forget and validation accuracy gaps to the
 # Retrained model, and 1 − indiscernibility of the validation MIA. The chosen trial per method
 # is the one nearest the ideal point over all seeds' studies (spec F); it is written to
-# `outputs/sweeps/<name>/best.yaml`, which `notebooks/unlearn.py` takes with `best: <name>`.
+# `outputs/sweeps/<name>/<dataset>-<arch>/best.yaml`, which `notebooks/unlearn.py` takes with
+# `best: <name>`.
 
 # %% tags=["parameters"]
-name = "demo"  # results go to outputs/sweeps/<name>/
-train = "demo"  # params/train/<train>.yaml: data and recipe of the Original/Retrained models
+name = "demo"  # results go to outputs/sweeps/<name>/<dataset>-<arch>/ (best.yaml, SQLite studies)
+profile = "demo"  # params/train/<profile>.yaml: data and recipe of the Original/Retrained models
+dataset = None  # None: the profile's dataset
+arch = None  # None: the profile's architecture
 methods = ["ft"]  # method ids, or ["all"]
 seeds = [0]  # one study per seed (the paper: 0, 1, 2)
 n_trials = 8  # complete trials per study (the paper: 100)
-storage = None  # None: one SQLite file per study; "postgresql://user@host/db" to share with many workers
-heartbeat = 60  # seconds between worker heartbeats; trials silent for twice this are retried
+replicate = 0  # independent replicate of the whole search: shifts every sampler seed (0: the paper's)
+storage = None  # None: SQLite per study; postgresql://user@host/db for many workers
+heartbeat = 60  # seconds between worker heartbeats; a trial silent for 2x this is retried
 plugins = []  # .py files defining your own methods
 device = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 store = "outputs/store"  # content-addressed artifact store
-progress = True  # progress bars while training references
+progress = True  # a line per trial
 
 # %%
-from deepunlearn import stages
+from deepunlearn import config
 from deepunlearn.stages import sweep
 
 # %%
-cfg = stages.stage_config("sweep", globals())
+cfg = config.from_notebook("sweep", globals())
 
 # %%
-summary = sweep.run(cfg)
+ctx = sweep.context(cfg)
+
+# %%
+summary = sweep.run(ctx)
 
 # %% [markdown]
 # The chosen trial per method: its four objectives, its distance to the ideal point, and the
@@ -50,4 +57,4 @@ summary = sweep.run(cfg)
 summary
 
 # %%
-sweep.plot_fronts(cfg)
+sweep.plot_fronts(ctx)

@@ -21,25 +21,25 @@
 # %% tags=["parameters"]
 dataset = "fashion_mnist"  # registry name: mnist, fashion_mnist, cifar10, cifar100, utkface, digits
 arch = "smallresnet"  # resnet18, tinyvit, smallresnet (CPU demo), tinycnn (tests)
-seeds = [0]  # model initialisation seeds (the paper uses 0-9)
-subset = None  # int: train on a seeded sample of this many official-train images (demo); None: all
-epochs = None  # int: training epochs; None: the dataset's recipe (50, CIFAR 182)
-batch_size = None  # int; None: the dataset's recipe (256, UTKFace 128)
+seeds = [0]  # model initialisation seeds (the paper: 0-9)
+subset = None  # train on a seeded sample of this many official-train images; None: all
+epochs = None  # None: the dataset's recipe (spec C: 50, CIFAR 182)
+batch_size = None  # None: the dataset's recipe (256, UTKFace 128)
 lr = 0.1  # SGD learning rate
 momentum = 0.9  # SGD momentum
 weight_decay = 5e-4  # SGD weight decay
 device = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
-store = "outputs/store"  # content-addressed artifact store
-data_root = None  # folder holding the datasets (else $DEEPUNLEARN_DATA, ./data, Debian's Fashion-MNIST)
+store = "outputs/store"  # content-addressed artifact store (relative: under the project root)
+data_root = None  # folder of the datasets; None: $DEEPUNLEARN_DATA, <root>/data, system copies
 download = False  # fetch a missing dataset with torchvision (never in tests)
-progress = True  # show a progress bar per training run
+progress = True  # a progress line per training run
 
 # %%
-from deepunlearn import stages
+from deepunlearn import config
 from deepunlearn.stages import train
 
 # %%
-cfg = stages.stage_config("train", globals())
+cfg = config.from_notebook("train", globals())
 
 # %%
 table = train.run(cfg)

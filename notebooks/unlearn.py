@@ -18,22 +18,24 @@
 # stored, so a rerun only computes what is missing. The Original and Retrained rows are the yardsticks.
 
 # %% tags=["parameters"]
-train = "demo"  # params/train/<train>.yaml: the data and recipe of the Original/Retrained models
-methods = ["ft"]  # method ids (`deepunlearn methods`), or ["all"] for the 18 of the paper
-plugins = []  # .py files (or module names) that register your own methods with @register_method
-hparams = {}  # {method: {hyperparameter: value}}; what is missing takes the method's defaults
-best = None  # a sweep config: take hyperparameters from outputs/sweeps/<best>/best.yaml
-seeds = None  # list of model seeds; None: the train config's seeds
+profile = "demo"  # params/train/<profile>.yaml: the data and recipe of the Original/Retrained models
+dataset = None  # None: the profile's dataset
+arch = None  # None: the profile's architecture
+methods = ["ft"]  # method ids, or ["all"] for the 18
+plugins = []  # .py files (or modules) defining your own methods
+hparams = {}  # {method: {hyperparameter: value}}; missing: defaults
+best = None  # a sweep name: its best.yaml for this (dataset, arch) gives the hyperparameters
+seeds = None  # None: the profile's seeds
 device = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 store = "outputs/store"  # content-addressed artifact store
-progress = True  # show progress bars while training references
+progress = True  # a line per run
 
 # %%
-from deepunlearn import stages
+from deepunlearn import config
 from deepunlearn.stages import unlearn
 
 # %%
-cfg = stages.stage_config("unlearn", globals())
+cfg = config.from_notebook("unlearn", globals())
 
 # %%
 table = unlearn.run(cfg)

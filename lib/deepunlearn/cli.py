@@ -1,4 +1,10 @@
-"""`deepunlearn` command line: datasets, split sizes, the method registry, store checks."""
+"""`deepunlearn` command line: run a stage, show a config, datasets, split sizes, the method registry, store checks.
+
+`deepunlearn run STAGE CONFIG [--set KEY=VALUE ...] [--worker K]` is the one way to run a stage:
+make, the README and a Slurm job all call it. Without --worker it renders the stage's notebook
+(outputs/nb/<stage>/<config>.ipynb); `--worker K` runs one more worker of the stage's units instead
+(the sweep's studies), for other processes or machines that share outputs/.
+"""
 
 from __future__ import annotations
 
@@ -76,10 +82,62 @@ def cmd_store(args: argparse.Namespace) -> int:
     return 1 if (bad and args.action == "verify") or busy else 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Render a stage notebook, or run one worker of it."""
+    from deepunlearn import paths
+
+    t0 = time.time()
+    if args.worker is not None:
+        from deepunlearn import config, search
+        from deepunlearn.experiment import stage_experiment
+
+        if args.stage != "sweep":
+            raise UserError(f"--worker is for the sweep stage; run the {args.stage} stage without it.")
+        cfg = config.load("sweep", args.config, args.set)
+        done = search.run_worker(cfg, stage_experiment(cfg), worker=args.worker)
+        print(f"sweep worker {args.worker} done in {time.time() - t0:.0f}s: {sum(done.values())} trials over "
+              f"{len(done)} studies", flush=True)
+        return 0
+    from deepunlearn.render import render
+
+    what = " ".join([f"{args.stage}/{args.config}", *(f"--set {s}" for s in args.set)])
+    print(f"[{time.strftime('%H:%M:%S')}] {what}: rendering", flush=True)
+    path = render(args.stage, args.config, args.set, name=args.name)
+    print(f"[{time.strftime('%H:%M:%S')}] {what}: done in {time.time() - t0:.0f}s -> "
+          f"{path.relative_to(paths.root()) if path.is_relative_to(paths.root()) else path}", flush=True)
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> None:
+    """Print a config as the stage sees it: defaults, then the params file, then --set overrides."""
+    import yaml
+
+    from deepunlearn import config
+
+    print(yaml.safe_dump({**config.defaults(args.stage), **config.read(args.stage, args.config, args.set)},
+                         sort_keys=False), end="")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `deepunlearn` command."""
     p = argparse.ArgumentParser(prog="deepunlearn", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
+    stages = ("train", "sweep", "unlearn", "attack", "analyze")
+    r = sub.add_parser("run", help="run a stage: render notebooks/STAGE.py with params/STAGE/CONFIG.yaml")
+    r.add_argument("stage", choices=stages)
+    r.add_argument("config", help="a params/STAGE/*.yaml name (or a path to a .yaml file)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, the value read as YAML (e.g. --set 'methods=[ft]')")
+    r.add_argument("--worker", type=int, default=None, metavar="K",
+                   help="run worker K of the stage's units instead of rendering (the sweep; K seeds its sampler)")
+    r.add_argument("--as", dest="name", default=None, metavar="NAME",
+                   help="name of the executed notebook (default: CONFIG, plus -DATASET-ARCH when --set chose them)")
+    r.set_defaults(fn=cmd_run)
+    pa = sub.add_parser("params", help="print a config as the stage sees it (defaults, file, overrides)")
+    pa.add_argument("stage", choices=stages)
+    pa.add_argument("config")
+    pa.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pa.set_defaults(fn=cmd_params)
     d = sub.add_parser("datasets", help="list datasets and where their files were found")
     d.add_argument("--data-root", default=None)
     d.set_defaults(fn=cmd_datasets)
@@ -93,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     m.set_defaults(fn=cmd_methods)
     st = sub.add_parser("store", help="verify the store's artifacts against their hashes, or remove the bad ones")
     st.add_argument("action", choices=["verify", "repair"])
-    st.add_argument("--store", default="outputs/store", help="the store folder (default outputs/store)")
+    st.add_argument("--store", default="outputs/store",
+                    help="the store folder (default outputs/store; relative paths are under the project root)")
     st.set_defaults(fn=cmd_store)
     args = p.parse_args(argv)
     try:

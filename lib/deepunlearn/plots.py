@@ -205,3 +205,77 @@ def rank_distribution(r: Ranking):
     ax.set(xlabel="rank per (dataset, arch, seed), by RetDev", ylabel="",
            title="Rank distribution over seeds (non-failed methods)")
     return fig
+
+
+def _display(method: str) -> str:
+    from deepunlearn.errors import UserError
+    from deepunlearn.methods import get_method
+
+    try:
+        return get_method(method).display
+    except UserError:  # a plugin method that is not loaded in this process (the figures from saved results)
+        return method
+
+
+def loss_histograms(per_model: dict[str, dict[str, np.ndarray]], title: str, lo_q: float = 0.01,
+                    hi_q: float = 0.99):
+    """Forget vs test loss histograms, one panel per model on its own range (log when it spans a decade).
+
+    One method's exploding losses (FF reaches 1e33) would flatten every other panel on a shared axis;
+    a panel spanning more than six decades is cut to its `lo_q`..`hi_q` quantiles, the losses outside
+    piled into its edge bins and their share given in its title.
+    """
+    n = len(per_model)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.7 * rows), squeeze=False)
+    floor = 1e-7  # losses of perfectly fitted samples underflow to 0; clip them onto the log axis
+    for ax, (m, ls) in zip(axes.flat, per_model.items()):
+        both = np.clip(np.concatenate([ls["forget"], ls["test"]]), floor, None)
+        both = both[np.isfinite(both)]
+        if len(both) == 0:
+            ax.set_title(f"{_display(m)}: no finite loss", fontsize=9)
+            continue
+        lo, hi = both.min(), both.max()
+        if hi / lo > 1e6:  # many decades: a few extreme losses would squeeze the bulk into a few bins
+            lo, hi = np.quantile(both, [lo_q, hi_q])
+        hi = max(hi, lo * 1.01)  # identical losses still get a bar
+        log = hi / lo > 10  # under a decade a linear axis reads better (and has readable ticks)
+        bins = np.logspace(np.log10(lo), np.log10(hi), 30) if log else np.linspace(lo, hi, 30)
+        outside = 0
+        for split, color in (("forget", "C3"), ("test", "C0")):
+            x = np.clip(ls[split], floor, None)
+            x = np.where(np.isfinite(x), x, hi)
+            outside += int(((x < lo) | (x > hi)).sum())
+            # fractions, not densities: the bins may be log-spaced
+            ax.hist(np.clip(x, lo, hi), bins=bins, weights=np.full(len(x), 1 / len(x)), alpha=0.5, color=color,
+                    label=split)
+        if log:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels collide on a short log axis
+        share = outside / (len(ls["forget"]) + len(ls["test"]))
+        ax.set_title(_display(m) + (f" ({100 * share:.1f}% outside, at the edges)" if outside else ""), fontsize=9)
+        ax.set(xlabel="cross-entropy (this panel's range)", ylabel="fraction of the split")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
+    return fig
+
+
+def roc_figure(curves: dict[str, dict[str, np.ndarray]], title: str):
+    """U-LiRA ROC curves on log-log axes, the Original and Retrained as references."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for i, (t, c) in enumerate(curves.items()):
+        style = {"original": "k--", "retrain": "k:"}.get(t, f"C{i}-")
+        ax.plot(np.maximum(c["fpr"], 1e-5), np.maximum(c["tpr"], 1e-5), style,
+                label=f"{_display(t)} (AUC {float(c['auc']):.3f})")
+    ax.plot([1e-5, 1], [1e-5, 1], color="0.7", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
+           ylabel="true positive rate", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure; closing stops the backend from showing it twice
+    return fig

@@ -1,43 +1,66 @@
-"""The tidy results table: every stored run of the listed attack configs, one row per (dataset, arch, method, seed)."""
+"""The tidy results table of an analysis: every attack config's rows, one per (dataset, arch, method, seed).
+
+An analysis lists attack configs as `NAME` (the profile's own dataset and arch) or
+`NAME@dataset/arch` (the paper's one attack file, once per pair). Collecting scores them through
+the store and saves, beside the table, the curves the figures read, so that the figures can be
+redrawn later from these files alone.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-import yaml
 
+from deepunlearn import config, scoring
+from deepunlearn.config import AttackConfig
 from deepunlearn.errors import UserError
-from deepunlearn.stages import attack as attack_stage
-from deepunlearn.stages import make_config
 
 KEYS = ("dataset", "arch", "method", "seed")
 
 
-def attack_config(name: str, root: Path = Path("."), **overrides):
-    """The attack stage config of params/attack/<name>.yaml, with `overrides` (e.g. the store) on top."""
-    path = root / "params" / "attack" / f"{name}.yaml"
-    if not path.is_file():
-        have = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise UserError(f"No attack config {path}; list names from {have or 'none'} in `attack`.")
-    params = yaml.safe_load(path.read_text()) or {}
-    return make_config("attack", **{**params, **overrides})
+def parse_entry(entry: str) -> tuple[str, str | None, str | None]:
+    """"paper@cifar10/resnet18" → ("paper", "cifar10", "resnet18"); "demo" → ("demo", None, None)."""
+    name, at, pair = entry.partition("@")
+    if not at:
+        return name, None, None
+    dataset, slash, arch = pair.partition("/")
+    if not slash or not dataset or not arch:
+        raise UserError(f"Attack entry {entry!r} is not NAME@dataset/arch; write e.g. paper@cifar10/resnet18.")
+    return name, dataset, arch
 
 
-def collect(configs: list, progress: bool = True) -> pd.DataFrame:
-    """Concatenate the attack stage's table of each config (the store makes this a read when all is done).
+def slug(entry: str) -> str:
+    """A file name for an attack entry: "paper@cifar10/resnet18" → "paper-cifar10-resnet18"."""
+    return entry.replace("@", "-").replace("/", "-")
+
+
+def attack_config(entry: str, **overrides: Any) -> AttackConfig:
+    """The attack config of an entry, with its pair and `overrides` (the analysis's store, device) on top."""
+    name, dataset, arch = parse_entry(entry)
+    pair = {k: v for k, v in (("dataset", dataset), ("arch", arch)) if v is not None}
+    return config.load("attack", name, **pair, **overrides)
+
+
+def collect(entries: list[str], configs: list[AttackConfig], curves_dir: Path, loss_seed: int | None = None,
+            progress: bool = True) -> pd.DataFrame:
+    """Score every attack config (a read of the store when all is done), saving each one's curves in `curves_dir`.
 
     A (dataset, arch, method, seed) present in two configs keeps its last row.
     """
-    tables = []
-    for cfg in configs:
-        if progress:
-            print(f"results: collecting attack config (train={cfg.train})", flush=True)
-        t = attack_stage.run(cfg)
-        t.insert(0, "config", cfg.train)
-        tables.append(t)
-    if not tables:
+    if not configs:
         raise UserError("No attack configs to collect; list params/attack/<name>.yaml names in `attack`.")
+    attacks = [scoring.resolve(c) for c in configs]  # every config checked before any work
+    tables = []
+    for entry, a in zip(entries, attacks):
+        if progress:
+            print(f"results: collecting attack config {entry} ({a.exp.label()})", flush=True)
+        t = scoring.table(a)
+        t.insert(0, "config", entry)
+        tables.append(t)
+        seed = loss_seed if loss_seed is not None and loss_seed in a.seeds else a.seeds[0]
+        scoring.save_curves(curves_dir / f"{slug(entry)}.npz", a, seed)
     table = pd.concat(tables, ignore_index=True)
     return table.drop_duplicates(list(KEYS), keep="last").reset_index(drop=True)
 

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from deepunlearn import paths
 from deepunlearn.errors import UserError
 
 DONE = "DONE"
@@ -106,7 +107,7 @@ class Store:
     """Artifacts on disk, addressed by (kind, params); see the module docstring."""
 
     def __init__(self, root: str | Path = "outputs/store"):
-        self.root = Path(root)
+        self.root = paths.resolve(root)  # relative: under the project root, whatever the working directory
 
     def path(self, kind: str, params: dict, label: str = "") -> Path:
         """Where the artifact for (kind, params) lives once complete."""

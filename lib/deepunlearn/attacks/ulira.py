@@ -5,7 +5,7 @@ Shadow models (spec G.1–G.2, generalised to any dataset, architecture and size
   the rest is the pool; split s permutes the pool with default_rng(s): first half = train half,
   second half = held-out; forget set f permutes the train half with default_rng(f): last 10% forget.
 - per (s, f): an Original (train half) and a Retrained model (retain only), stored once through
-  `references.get_reference` and shared by every method; per method, an unlearned shadow made from
+  `trained.get_reference` and shared by every method; per method, an unlearned shadow made from
   that Original. Only each model's per-sample statistic on the pool is kept for unlearned shadows.
 
 Attack (Carlini et al. 2022's statistic, Hayes et al. 2024's unlearning setting): for each pool sample x,
@@ -19,12 +19,11 @@ the two reference curves a method is read between.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +33,8 @@ from torch import nn
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.errors import UserError
 from deepunlearn.methods import get_method, run_method
-from deepunlearn.references import data_key, get_reference, reference_params
 from deepunlearn.store import Store, read_json, write_json
+from deepunlearn.trained import data_key, get_reference, reference_params
 from deepunlearn.training import Recipe, predict
 
 SPLIT_SEED = 123  # spec G.1: the official-train permutation
@@ -141,6 +140,12 @@ def model_statistics(model: nn.Module, data: DeviceData, idx: np.ndarray) -> dic
             "correct": (logits.argmax(1) == y).cpu().numpy().astype(np.float32)}
 
 
+def hp_fields(method: str, hp: Any) -> dict:
+    """The checked hyperparameters of `method` as a dict (store keys); `hp` is its dataclass, a dict or None."""
+    spec = get_method(method)
+    return asdict(spec.check_hp(hp) if is_dataclass(hp) else spec.make_hp(**(hp or {})))
+
+
 # --- shadow models ------------------------------------------------------------------------------------
 
 @dataclass
@@ -176,7 +181,7 @@ class Shadows:
         if role == "original":
             s, f = self.original_pair(s, f)
         return get_reference(self.store, self.shadow_data(s, f), self.arch, self.seed, role, self.recipe,
-                             progress=self.progress)[0]
+                             progress=self.progress, desc=f"U-LiRA shadow {role} split {s} forget set {f}")[0]
 
     def reference_stats(self, role: str, s: int, f: int) -> dict[str, np.ndarray]:
         """Pool statistics of the Original or Retrained shadow of (s, f)."""
@@ -194,10 +199,9 @@ class Shadows:
 
         return dict(np.load(self.store.get_or_compute("lira-stats", params, build, label) / "stats.npz"))
 
-    def unlearned_stats(self, method: str, hp: dict, s: int, f: int) -> tuple[dict[str, np.ndarray], dict]:
-        """Pool statistics and meta (time) of `method` run on the Original shadow of (s, f)."""
-        spec = get_method(method)
-        params_hp = asdict(spec.make_hp(**hp))
+    def unlearned_stats(self, method: str, hp: Any, s: int, f: int) -> tuple[dict[str, np.ndarray], dict]:
+        """Pool statistics and meta (time) of `method` (hyperparameter dataclass or dict) on the Original shadow of (s, f)."""
+        params_hp = hp_fields(method, hp)
         sdata = self.shadow_data(s, f)
         so, fo = self.original_pair(s, f)
         o_params = reference_params(self.shadow_data(so, fo), self.arch, self.seed, "original", self.recipe)
@@ -214,11 +218,11 @@ class Shadows:
         path = self.store.get_or_compute("lira-unlearned", params, build, label)
         return dict(np.load(path / "stats.npz")), read_json(path / "meta.json")
 
-    def target_stats(self, target: str, hp: dict | None, s: int, f: int) -> dict[str, np.ndarray]:
+    def target_stats(self, target: str, hp: Any, s: int, f: int) -> dict[str, np.ndarray]:
         """Statistics of the target model of (s, f): a reference role or an unlearning method."""
         if target in REFERENCES:
             return self.reference_stats(target, s, f)
-        return self.unlearned_stats(target, hp or {}, s, f)[0]
+        return self.unlearned_stats(target, hp, s, f)[0]
 
 
 # --- observations and per-sample Gaussians --------------------------------------------------------------
@@ -235,7 +239,7 @@ class Observations:
     out_split: np.ndarray
 
 
-def collect(shadows: Shadows, target: str, hp: dict | None = None, statistic: str = "logit") -> Observations:
+def collect(shadows: Shadows, target: str, hp: Any = None, statistic: str = "logit") -> Observations:
     """Gather the in- and out-observations of `target` over every shadow (s, f)."""
     if statistic not in STATISTICS:
         raise UserError(f"Unknown U-LiRA statistic {statistic!r}; choose one of {', '.join(STATISTICS)}.")
@@ -381,10 +385,10 @@ class UliraResult:
     path: Path | None = None  # store folder; forgotten.npz there holds every forgotten observation's score
 
 
-def attack(shadows: Shadows, target: str, hp: dict | None = None, *, statistic: str = "logit",
+def attack(shadows: Shadows, target: str, hp: Any = None, *, statistic: str = "logit",
            min_obs: int = 8, min_std: float = 1e-2) -> UliraResult:
     """U-LiRA of `target` (a method id, "original" or "retrain"), cached in the store."""
-    spec_hp = {} if target in REFERENCES else asdict(get_method(target).make_hp(**(hp or {})))
+    spec_hp = {} if target in REFERENCES else hp_fields(target, hp)
     sp = shadows.splits
     params = {"shadows": {"dataset": shadows.data.info.name, "arch": shadows.arch, "seed": shadows.seed,
                           "recipe": asdict(shadows.recipe), "share_original": shadows.share_original,
@@ -436,44 +440,3 @@ def results_table(results: dict[str, UliraResult]):
     order = ["auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "mean_score", "mean_score_neg",
              "n_pos", "n_neg", "in_per_sample", "out_per_sample"]
     return pd.DataFrame([{"target": t, **{k: r.summary[k] for k in order}} for t, r in results.items()])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m deepunlearn.attacks.ulira --demo`: a small U-LiRA on Fashion-MNIST with the demo model."""
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--demo", action="store_true", help="Fashion-MNIST, smallresnet (the acceptance run)")
-    p.add_argument("--dataset", default="fashion_mnist")
-    p.add_argument("--arch", default="smallresnet")
-    p.add_argument("--subset", type=int, default=10000)
-    p.add_argument("--splits", type=int, default=8)
-    p.add_argument("--forget-sets", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=4, help="shadow O/R training epochs")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--methods", default="ft")
-    p.add_argument("--method-epochs", type=int, default=2, help="epochs of each method (if it has `epochs`)")
-    p.add_argument("--statistic", default="logit", choices=STATISTICS)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--store", default="outputs/store")
-    args = p.parse_args(argv)
-    from deepunlearn.data import load_device_data
-    from deepunlearn.stages import resolve_device
-
-    t0, c0 = time.perf_counter(), time.process_time()
-    data = load_device_data(args.dataset, resolve_device(args.device), store=Store(args.store),
-                            subset=args.subset)
-    methods = {}
-    for m in args.methods.split(","):
-        fields = get_method(m).hparams.__dataclass_fields__
-        methods[m] = {"epochs": args.method_epochs} if "epochs" in fields else {}
-    results = ulira(Store(args.store), data, arch=args.arch, recipe=Recipe(args.epochs, args.batch_size),
-                    n_splits=args.splits, n_forget=args.forget_sets, methods=methods,
-                    statistic=args.statistic, progress=False)
-    print(results_table(results).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    print(f"U-LiRA {args.dataset}/{args.arch}, {args.splits} splits x {args.forget_sets} forget sets, "
-          f"{args.epochs} shadow epochs, methods {methods}: wall {time.perf_counter() - t0:.1f} s, "
-          f"CPU {time.process_time() - c0:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepunlearn import paths
 from deepunlearn.data import readers
 from deepunlearn.errors import UserError
 
@@ -60,11 +61,8 @@ def get_dataset_info(name: str) -> DatasetInfo:
 
 
 def default_data_root() -> Path | None:
-    """$DEEPUNLEARN_DATA if set, else ./data if it exists."""
-    env = os.environ.get("DEEPUNLEARN_DATA")
-    if env:
-        return Path(env)
-    return Path("data") if Path("data").is_dir() else None
+    """$DEEPUNLEARN_DATA if set, else <project root>/data if it exists (never the working directory)."""
+    return paths.data_root()
 
 
 def _explicit_root(data_root: str | Path | None) -> bool:
@@ -75,7 +73,7 @@ def _explicit_root(data_root: str | Path | None) -> bool:
 def locate(name: str, data_root: str | Path | None = None) -> Path | None:
     """The first folder holding `name`'s files, or None; system copies only when no root is given."""
     info = get_dataset_info(name)
-    root = Path(data_root) if data_root else default_data_root()
+    root = paths.resolve(data_root) if data_root else default_data_root()
     folders = info.candidates(root) + ([] if _explicit_root(data_root) else list(info.fallbacks))
     for folder in folders:
         if folder.is_dir() and info.is_present(folder):
@@ -95,10 +93,10 @@ def require(name: str, data_root: str | Path | None = None, download: bool = Fal
             _NOTED.add(folder)
             print(f"note: no data_root given; reading {name} from {folder}", file=sys.stderr, flush=True)
         return folder
-    root = Path(data_root) if data_root else default_data_root()
+    root = paths.resolve(data_root) if data_root else default_data_root()
     if download and info.download is not None:
-        info.download(root or Path("data"))
-        folder = locate(name, root or Path("data"))
+        info.download(root or paths.root() / "data")
+        folder = locate(name, root or paths.root() / "data")
         if folder is not None:
             return folder
     looked = [str(p) for p in info.candidates(root) + ([] if _explicit_root(data_root) else list(info.fallbacks))]

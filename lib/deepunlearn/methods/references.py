@@ -23,4 +23,4 @@ def original(model, data, hp: NoParams):
                  idea="the model trained from scratch on the retain set only (the gold standard)")
 def retrain(model, data, hp: NoParams):
     """Never called: the unlearn stage loads R from the store (its time is T_R)."""
-    raise NotImplementedError("retrain is served from the store by stages.unlearn")
+    raise NotImplementedError("retrain is served from the store by trained.get_unlearned")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,33 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepunlearn import plots, ranking, report, results
+from deepunlearn import paths, plots, ranking, report, results, scoring
+from deepunlearn.config import AnalyzeConfig
 from deepunlearn.errors import UserError
-from deepunlearn.stages import attack as attack_stage
-from deepunlearn.stages import make_config, read_params, register_config
 
 STAGES = ("train", "sweep", "unlearn", "attack")  # executed notebooks whose run time the report lists
-
-
-@register_config("analyze")
-@dataclass
-class AnalyzeConfig:
-    """Parameters of notebooks/analyze.py."""
-
-    name: str = "demo"  # names the outputs: <out>/reports/<name>/ and <out>/figures/<name>/
-    attack: list[str] = field(default_factory=lambda: ["demo-best"])  # params/attack/<name>.yaml to collect
-    out: str = "outputs"  # root of the reports/ and figures/ folders
-    figures: str | None = None  # tables and figures folder; None: <out>/figures/<name> (paper: figures)
-    from_results: bool = False  # True: reuse <out>/reports/<name>/results.parquet, asking the store nothing
-    level: float = 0.95  # bootstrap confidence level
-    n_boot: int = 2000  # bootstrap resamples
-    alpha: float = 0.05  # Nemenyi significance level
-    friedman_by: str = "seed"  # Friedman blocks: "seed" (dataset, arch, seed) or "pair" (dataset, arch)
-    loss_seed: int | None = None  # seed of the MIA loss histograms; None: each config's first
-    nb: str = "outputs/nb"  # executed stage notebooks whose papermill run times the report lists
-    device: str | None = None  # None: each attack config's own device
-    store: str = "outputs/store"
-    progress: bool = True
 
 
 @dataclass
@@ -58,11 +34,15 @@ class Analysis:
 
     @property
     def report_dir(self) -> Path:
-        return Path(self.cfg.out) / "reports" / self.cfg.name
+        return paths.resolve(self.cfg.out) / "reports" / self.cfg.name
 
     @property
     def figures_dir(self) -> Path:
-        return Path(self.cfg.figures) if self.cfg.figures else Path(self.cfg.out) / "figures" / self.cfg.name
+        return paths.resolve(self.cfg.figures) if self.cfg.figures else paths.resolve(self.cfg.out) / "figures" / self.cfg.name
+
+    def curves_path(self, entry: str) -> Path:
+        """The saved figure data (losses, ROC curves) of one attack entry, beside the results table."""
+        return self.report_dir / "curves" / f"{results.slug(entry)}.npz"
 
 
 def check(cfg: AnalyzeConfig) -> None:
@@ -73,11 +53,18 @@ def check(cfg: AnalyzeConfig) -> None:
         raise UserError("level and alpha must lie strictly between 0 and 1.")
     if not cfg.attack:
         raise UserError("`attack` is empty; list the params/attack/<name>.yaml configs to analyse.")
+    for entry in cfg.attack:
+        results.parse_entry(entry)
 
 
 def start(cfg: AnalyzeConfig) -> Analysis:
-    """Check the config and resolve its attack configs (with this stage's store and progress)."""
+    """Check the config and resolve its attack configs (with this stage's store and progress).
+
+    From saved results nothing is resolved: the figures then need only the files beside the table.
+    """
     check(cfg)
+    if cfg.from_results:
+        return Analysis(cfg, [])
     over = {"store": cfg.store, "progress": cfg.progress, **({"device": cfg.device} if cfg.device else {})}
     return Analysis(cfg, [results.attack_config(n, **over) for n in cfg.attack])
 
@@ -86,47 +73,14 @@ def _timed(a: Analysis, step: str, t0: float) -> None:
     a.timings[f"analyze: {step}"] = time.time() - t0
 
 
-def _curves_path(a: Analysis, name: str) -> Path:
-    return a.report_dir / "curves" / f"{name}.npz"
-
-
-def save_curves(a: Analysis) -> None:
-    """Per attack config: the MIA losses of one seed and the U-LiRA ROC curves, beside the results table,
-    so that `make figures` (from_results) redraws every figure without asking the store."""
-    for name, acfg in zip(a.cfg.attack, a.attack_cfgs):
-        seeds = acfg.seeds if acfg.seeds is not None else attack_stage.unlearn.load_train_config(acfg.train).seeds
-        seed = a.cfg.loss_seed if a.cfg.loss_seed is not None else seeds[0]
-        arrays = {f"loss/{m}/{split}": v for m, ls in attack_stage.losses(acfg, seed).items() for split, v in ls.items()}
-        arrays.update({f"roc/{t}/{k}": v for t, c in attack_stage.roc_curves(acfg).items() for k, v in c.items()})
-        path = _curves_path(a, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, seed=np.int64(seed), train=np.str_(acfg.train), **arrays)
-
-
-def load_curves(a: Analysis, name: str) -> tuple[dict, dict, int, str]:
-    """(losses {method: {split: array}}, ROC {target: {fpr, tpr, auc}}, seed, train config) saved by `save_curves`."""
-    path = _curves_path(a, name)
-    if not path.is_file():
-        raise UserError(f"No saved curves at {path}; run the analyze stage once with from_results=False.")
-    z = np.load(path)
-    losses, roc = {}, {}
-    for key in z.files:
-        kind, *rest = key.split("/")
-        if kind == "loss":
-            losses.setdefault(rest[0], {})[rest[1]] = z[key]
-        elif kind == "roc":
-            roc.setdefault(rest[0], {})[rest[1]] = z[key]
-    return losses, roc, int(z["seed"]), str(z["train"])
-
-
 def collect(a: Analysis) -> pd.DataFrame:
     """The tidy results table of every attack config (CSV and parquet) and its figures' curves, beside the report."""
     t0 = time.time()
     if a.cfg.from_results:
         a.table = results.load(a.report_dir)
     else:
-        a.table = results.collect(a.attack_cfgs, a.cfg.progress)
-        save_curves(a)
+        a.table = results.collect(a.cfg.attack, a.attack_cfgs, a.report_dir / "curves", a.cfg.loss_seed,
+                                  a.cfg.progress)
     results.save(a.table, a.report_dir)
     _timed(a, "collect", t0)
     return a.table
@@ -239,13 +193,13 @@ def draw(a: Analysis) -> list[str]:
             "critical-difference": ("Critical-difference diagram (Friedman / Nemenyi on RetDev)",
                                     plots.critical_difference(r)),
             "rank-distribution": ("Rank distribution over seeds", plots.rank_distribution(r))}
-    for name in a.cfg.attack:
-        losses, roc, seed, train = load_curves(a, name)
-        made[f"mia-losses-{name}"] = (f"Forget vs test losses ({name}, seed {seed}), each panel on its own range",
-                                      attack_stage.loss_histograms(losses, f"{train}: forget vs test losses "
-                                                                           f"(seed {seed})"))
+    for entry in a.cfg.attack:
+        losses, roc, seed, label = scoring.load_curves(a.curves_path(entry))
+        name = results.slug(entry)
+        made[f"mia-losses-{name}"] = (f"Forget vs test losses ({entry}, seed {seed}), each panel on its own range",
+                                      plots.loss_histograms(losses, f"{label}: forget vs test losses (seed {seed})"))
         if roc:
-            made[f"ulira-roc-{name}"] = (f"U-LiRA ROC ({name})", attack_stage.roc_figure(roc, f"U-LiRA ({train})"))
+            made[f"ulira-roc-{name}"] = (f"U-LiRA ROC ({entry})", plots.roc_figure(roc, f"U-LiRA ({label})"))
     a.figures = {name: (caption, plots.save(fig, folder, name)) for name, (caption, fig) in made.items()}
     _timed(a, "figures", t0)
     return list(a.figures)
@@ -262,11 +216,12 @@ def show(a: Analysis, name: str):
 
 def stage_timings(cfg: AnalyzeConfig, attack_cfgs: list) -> dict[str, float]:
     """Run times papermill recorded in the executed notebooks of this analysis's configs."""
-    names = {cfg.name, *cfg.attack, *(c.train for c in attack_cfgs), *(c.best for c in attack_cfgs if c.best)}
+    names = {cfg.name, *(results.slug(e) for e in cfg.attack), *(c.profile for c in attack_cfgs),
+             *(c.best for c in attack_cfgs if c.best)}
     out = {}
     for stage in STAGES:
         for name in sorted(names):
-            path = Path(cfg.nb) / stage / f"{name}.ipynb"
+            path = paths.resolve(cfg.nb) / stage / f"{name}.ipynb"
             if path.is_file():
                 meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
                 if meta.get("duration") is not None:
@@ -317,24 +272,3 @@ def run(cfg: AnalyzeConfig) -> Analysis:
     draw(a)
     write_report(a)
     return a
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m deepunlearn.stages.analyze params/analyze/demo.yaml`: run the stage, print the main table."""
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("params", help="a params/analyze/*.yaml file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one parameter, the value read as YAML (e.g. --set from_results=true)")
-    args = p.parse_args(argv)
-    try:
-        a = run(make_config("analyze", **read_params(args.params, args.set)))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report.to_markdown(a.tables["main"][1]))
-    print(f"report: {a.report}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -22,6 +22,7 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,15 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from deepunlearn import metrics
+from deepunlearn import metrics, paths
+from deepunlearn.config import SweepConfig
 from deepunlearn.data.loader import DeviceData
+from deepunlearn.errors import UserError
+from deepunlearn.experiment import Experiment, expand_methods
 from deepunlearn.methods import SearchContext, get_method, run_method
+from deepunlearn.progress import Progress
 from deepunlearn.store import atomic_write_text
+from deepunlearn.trained import get_reference
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -42,9 +48,12 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 INF = [math.inf] * 4
 
 
-def study_name(dataset: str, arch: str, method: str, seed: int) -> str:
-    """The study of one (dataset, arch, method, seed)."""
-    return f"{dataset}-{arch}-{method}-s{seed}"
+def study_name(dataset: str, arch: str, method: str, seed: int, replicate: int = 0) -> str:
+    """The study of one (dataset, arch, method, seed), and of one replicate of the search."""
+    return f"{dataset}-{arch}-{method}-s{seed}" + (f"-r{replicate}" if replicate else "")
+
+
+REPLICATE_STRIDE = 100_000  # replicate r seeds its samplers seed + r·stride: apart from any worker's offset
 
 
 def storage_url(storage: str | None, sweep_dir: Path, name: str) -> str:
@@ -208,8 +217,12 @@ class Objective:
         return values
 
 
-def run_study(study: optuna.Study, objective: Objective, poll: float = 1.0) -> int:
-    """Work on `study` until it has N complete trials; returns how many trials this worker completed."""
+def run_study(study: optuna.Study, objective: Objective, poll: float = 1.0,
+              report: Callable[[optuna.trial.FrozenTrial], None] | None = None) -> int:
+    """Work on `study` until it has N complete trials; returns how many trials this worker completed.
+
+    `report` is called with each trial this worker completes (the progress lines).
+    """
     done_here = 0
     while n_complete(study) < objective.n_trials:
         active = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)))
@@ -222,7 +235,10 @@ def run_study(study: optuna.Study, objective: Objective, poll: float = 1.0) -> i
             continue
         before = n_complete(study)
         study.optimize(objective, n_trials=1, catch=())
-        done_here += n_complete(study) > before
+        if n_complete(study) > before:
+            done_here += 1
+            if report:
+                report(max(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number))
     return done_here
 
 
@@ -288,4 +304,90 @@ def trials_table(study: optuna.Study):
                      "f_mia": vals[3], "score": score(vals) if t.values else math.nan,
                      "unlearn_s": t.user_attrs.get("unlearn_seconds"), "trial_s": t.user_attrs.get("trial_seconds"),
                      "error": t.user_attrs.get("error", ""), **{f"hp.{k}": v for k, v in t.params.items()}})
+    return pd.DataFrame(rows)
+
+
+# --- a sweep: every study of a config, its workers, its summary ---------------------------------------
+
+def sweep_dir(cfg: SweepConfig, exp: Experiment) -> Path:
+    """Where the sweep `cfg.name` keeps this (dataset, arch)'s studies and best.yaml (beside the store)."""
+    return paths.sweep_dir(cfg.store, cfg.name, exp.dataset, exp.arch)
+
+
+def studies(cfg: SweepConfig, exp: Experiment) -> Iterator[tuple[str, int, str, str]]:
+    """(method, seed, study name, storage URL) of every study of the sweep."""
+    for method in expand_methods(cfg.methods):
+        for seed in cfg.seeds:
+            name = study_name(exp.dataset, exp.arch, method, seed, cfg.replicate)
+            yield method, seed, name, storage_url(cfg.storage, sweep_dir(cfg, exp), name)
+
+
+def search_context(exp: Experiment) -> SearchContext:
+    """What the methods' search spaces depend on: E_max from the recipe, the dataset (spec D.1)."""
+    return SearchContext(e_max=e_max(exp.recipe.epochs), dataset=exp.dataset)
+
+
+def check_sweep(cfg: SweepConfig, exp: Experiment) -> None:
+    """Stop with one sentence before any work: a space that cannot be sampled, a bad budget."""
+    if cfg.n_trials < 1:
+        raise UserError(f"n_trials={cfg.n_trials}; give at least 1 complete trial per study.")
+    if cfg.replicate < 0:
+        raise UserError(f"replicate={cfg.replicate}; give 0 (the paper's seeds) or a positive replicate index.")
+    ctx = search_context(exp)
+    for method in expand_methods(cfg.methods):
+        get_method(method).check_space(ctx)
+
+
+def run_worker(cfg: SweepConfig, exp: Experiment, worker: int = 0, recompute_reference: bool = False) -> dict[str, int]:
+    """Work through every study of the sweep until each has N complete trials; {study: trials done here}."""
+    check_sweep(cfg, exp)
+    ctx, data, store = search_context(exp), exp.data, exp.store
+    todo = list(studies(cfg, exp))
+    progress = Progress(len(todo) * cfg.n_trials, f"sweep {cfg.name} on {exp.label()}", exp.progress)
+    done, cache = {}, {}
+    for method, seed, name, url in todo:
+        if seed not in cache:  # trial-independent work, once per seed for every method
+            original, _ = get_reference(store, data, exp.arch, seed, "original", exp.recipe, progress=exp.progress)
+            retrained, _ = get_reference(store, data, exp.arch, seed, "retrain", exp.recipe, progress=exp.progress)
+            cache[seed] = (original, retrained, metrics.evaluate(retrained, data))
+        original, retrained, r_metrics = cache[seed]
+        study = open_study(url, name, seed + REPLICATE_STRIDE * cfg.replicate, cfg.heartbeat, worker)
+        objective = Objective(method, original, data, r_metrics, ctx, cfg.n_trials, retrained=retrained,
+                              recompute_reference=recompute_reference)
+        progress.skip(min(cfg.n_trials, n_complete(study)))
+        label = f"{get_method(method).display} seed {seed}"
+        done[name] = run_study(study, objective, report=lambda t, label=label: progress.done(
+            f"{label} trial {t.number} score {score(t.values):.4f} in {t.user_attrs.get('trial_seconds', 0):.1f}s"))
+    return done
+
+
+def load_studies(cfg: SweepConfig, exp: Experiment) -> dict[str, list[optuna.Study]]:
+    """{method: [its studies, one per seed]} from the sweep's storage."""
+    out: dict[str, list] = {}
+    for method, seed, name, url in studies(cfg, exp):
+        out.setdefault(method, []).append(open_study(url, name, seed, cfg.heartbeat))
+    return out
+
+
+def summarize(cfg: SweepConfig, exp: Experiment):
+    """Best trial per method (spec F), written to best.yaml; one row per method with search cost."""
+    import pandas as pd
+
+    best, rows = {}, []
+    for method, ss in load_studies(cfg, exp).items():
+        b = best_params(ss, method, cfg.n_trials)
+        # the budget travels with the choice, so a reader of best.yaml can say what the ranking rests on
+        best[method] = {**b, "n_trials": cfg.n_trials, "seeds": list(cfg.seeds), "replicate": cfg.replicate}
+        trials = pd.concat([trials_table(s) for s in ss])
+        complete = trials[trials.state == "COMPLETE"]
+        errors = complete.error[complete.error != ""]
+        if len(complete) and len(errors) == len(complete):  # its best.yaml entry is then an arbitrary trial
+            warnings.warn(f"Every trial of {method} failed, so its chosen hyperparameters mean nothing; "
+                          f"first error: {errors.iloc[0]}", stacklevel=2)
+        rows.append({"method": get_method(method).display, "id": method, "trials": len(complete),
+                     "best_score": b["score"], "f_ra": b["values"][0], "f_fa": b["values"][1],
+                     "f_va": b["values"][2], "f_mia": b["values"][3], "best_study": b["study"],
+                     "best_trial": b["trial"], "search_s": complete.trial_s.sum(),
+                     "failed": int((complete.error != "").sum())})
+    write_best(paths.best_file(cfg.store, cfg.name, exp.dataset, exp.arch), best)
     return pd.DataFrame(rows)
