@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from conftest import clone_state
 from deepunlearn.methods import get_method, run_method
+from deepunlearn.methods.ff import fisher_diagonal, fisher_variance
 from deepunlearn.models import create_model
 
 
@@ -68,3 +69,27 @@ def test_noise_variance_follows_inverse_fisher(tiny_data):
 
 def test_no_epochs_searched():
     assert get_method("ff").searched() == ["batch_size", "alpha"]
+
+
+def test_a_parameter_without_gradient_gets_zero_fisher_hence_the_capped_variance():
+    # 1/(0 + 1e-8) is capped at 1e3, then × α; a 1-D tensor gets 10× that (spec D.9 step 4)
+    alpha, c = 0.2, 10
+    torch.testing.assert_close(fisher_variance(torch.zeros(4, 49), alpha, c), torch.full((4, 49), alpha * 1e3))
+    torch.testing.assert_close(fisher_variance(torch.zeros(5), alpha, c), torch.full((5,), 10 * alpha * 1e3))
+
+
+def test_tinyvit_attention_biases_get_the_capped_noise(tiny_data):
+    # TinyViT's eval-mode attention biases get no gradient (the reference fails on them): zero Fisher, so
+    # noise of variance α·1e3 (2-D tensors whose first dimension, the heads, is not C)
+    data = tiny_data.with_splits(retain=tiny_data.indices("retain")[:2])  # one batch: 1 forward, C backwards
+    vit = create_model("tinyvit", data.num_classes, data.info.img_size, seed=0)
+    before = clone_state(vit)
+    biases = [n for n, _ in vit.named_parameters() if n.endswith("attention_biases")]
+    assert len(biases) == 10
+    fisher = dict(zip([n for n, _ in vit.named_parameters()], fisher_diagonal(copy.deepcopy(vit), data, 2)))
+    assert all(torch.equal(fisher[n], torch.zeros_like(fisher[n])) for n in biases)
+    alpha = 0.2
+    model, _ = run_method("ff", vit, data, {"batch_size": 2, "alpha": alpha})
+    after = model.state_dict()
+    z2 = torch.cat([((after[n] - before[n]) ** 2 / (alpha * 1e3)).flatten() for n in biases])
+    assert z2.numel() > 10_000 and abs(z2.mean().item() - 1) < 0.1  # E[z²] = 1; 10× off would give 10 or 0.1

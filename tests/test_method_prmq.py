@@ -9,9 +9,9 @@ import torch
 from torch.nn.utils import prune
 
 from conftest import clone_state
-from deepunlearn.methods import get_method, run_method
+from deepunlearn.methods import SearchContext, final_hparams, get_method, run_method
 from deepunlearn.methods.prmq import global_l1_prune, prunable, reinit_zeros
-from deepunlearn.methods.space import NONNEG
+from deepunlearn.methods.space import NONNEG, RecordingTrial
 from deepunlearn.models import create_model
 
 
@@ -87,3 +87,19 @@ def test_prmq_runs_max_iters_plus_one_steps_and_returns_fp16_representable_weigh
     for n, p in pruned.named_parameters():
         kept = p != 0
         assert torch.equal(state[n][kept], before[n][kept].half().float()), n
+
+
+class _Answer(RecordingTrial):
+    """A trial answering every float with 3.7."""
+
+    def suggest_float(self, name, low, high, log=False, step=None):
+        return 3.7
+
+
+def test_search_trials_use_float_epochs_and_final_runs_truncate_them():
+    # the reference casts every `*num_epochs` to int for the final runs, PRMQ's float epochs included
+    assert get_method("prmq").space(_Answer(), SearchContext())["epochs"] == 3.7  # what a trial runs
+    final = final_hparams("prmq", {"epochs": 3.7, "prune_amount": 0.3, "lr": 0.01})
+    assert final["epochs"] == 3 and type(final["epochs"]) is int  # truncated, not rounded to 4
+    assert final["prune_amount"] == 0.3 and final["lr"] == 0.01 and final["batch_size"] == 64
+    assert final_hparams("prmq", {"epochs": 9.99})["epochs"] == 9

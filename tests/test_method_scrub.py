@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 
+import optuna
 import pytest
 import torch
 import torch.nn.functional as F
 
 import deepunlearn.methods.scrub as scrub_mod
 from conftest import below, same_weights
-from deepunlearn.methods import run_method
+from deepunlearn.methods import SearchContext, get_method, run_method
 from deepunlearn.methods.scrub import (
     SCRUBParams,
     distill_kl,
@@ -99,3 +100,19 @@ def test_selection_returns_checkpoint_k_and_the_original_for_k0(fitted_tinycnn, 
     # k = 0 reverts to the Original (weights and BatchNorm buffers) although training ran
     assert same_weights(models[0], fitted_tinycnn)
     assert not same_weights(models[1], fitted_tinycnn) and not same_weights(models[1], final)
+
+
+def _batch_choices(method: str, ctx: SearchContext) -> dict[str, list]:
+    """Each categorical hyperparameter of `method`'s space and its choices, as Optuna records them."""
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    get_method(method).space(trial, ctx)
+    return {n: list(d.choices) for n, d in trial.distributions.items()
+            if isinstance(d, optuna.distributions.CategoricalDistribution)}
+
+
+def test_utkface_keeps_256_for_scrubs_retain_and_forget_batch_sizes():
+    # the reference prunes a UTKFace trial only on its `batch_size`, which SCRUB does not search
+    utk = SearchContext(e_max=10, dataset="utkface")
+    assert _batch_choices("scrub", utk) == {"retain_batch_size": [64, 128, 256], "forget_batch_size": [64, 128, 256]}
+    assert _batch_choices("ft", utk) == {"batch_size": [64, 128]}  # a method's own batch_size stays capped
+    assert _batch_choices("ft", SearchContext(e_max=10, dataset="cifar10")) == {"batch_size": [64, 128, 256]}

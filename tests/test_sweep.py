@@ -49,6 +49,22 @@ def test_best_params_is_min_norm_over_studies_with_ints_cast(tmp_path):
     assert best["score"] == pytest.approx(math.sqrt(0.01**2 + 0.02**2 + 0.1**2))
 
 
+def test_best_params_truncates_prmq_float_epochs_for_the_final_runs():
+    # the trial ran 4.9 epochs; the reference's final runs cast every `*num_epochs` to int: 4
+    dist = optuna.distributions
+    study = optuna.create_study(directions=["minimize"] * 4)
+    study.add_trial(optuna.trial.create_trial(
+        params={"prune_amount": 0.5, "lr": 0.01, "weight_decay": 1e-4, "batch_size": 64, "epochs": 4.9},
+        distributions={"prune_amount": dist.FloatDistribution(0, 1), "lr": dist.FloatDistribution(1e-5, 0.1, log=True),
+                       "weight_decay": dist.FloatDistribution(1e-5, 0.1, log=True),
+                       "batch_size": dist.CategoricalDistribution([64, 128, 256]),
+                       "epochs": dist.FloatDistribution(1, 10)},
+        values=[0.1] * 4))
+    params = sweep.best_params([study], "prmq")["params"]
+    assert params["epochs"] == 4 and type(params["epochs"]) is int
+    assert params["prune_amount"] == 0.5 and params["momentum"] == 0.9
+
+
 def test_failing_trial_scores_inf_and_sweep_goes_on(digits, originals):
     data = digits.with_splits(forget=digits.splits["forget"][:64], val=digits.splits["val"][:64])
     study = optuna.create_study(directions=["minimize"] * 4, sampler=optuna.samplers.NSGAIIISampler(seed=0))

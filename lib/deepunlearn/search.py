@@ -37,7 +37,7 @@ from deepunlearn.config import SweepConfig
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.errors import UserError
 from deepunlearn.experiment import Experiment, expand_methods
-from deepunlearn.methods import SearchContext, get_method, run_method
+from deepunlearn.methods import SearchContext, final_hparams, get_method, run_method
 from deepunlearn.progress import Progress
 from deepunlearn.store import atomic_write_text
 from deepunlearn.trained import get_reference
@@ -250,7 +250,7 @@ def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def best_params(studies: list[optuna.Study], method: str, n_trials: int | None = None) -> dict:
-    """Spec F: the minimum-norm trial over the studies (seeds) of one method; integer HPs cast.
+    """Spec F: the minimum-norm trial over the studies (seeds) of one method; integer and epochs HPs cast to int.
 
     Returns {"params", "score", "values", "study", "trial"}; `params` are the method's fields.
     """
@@ -263,10 +263,8 @@ def best_params(studies: list[optuna.Study], method: str, n_trials: int | None =
     if best is None:
         raise ValueError(f"No complete trial in the studies of {method!r}; run the sweep first.")
     s, name, t = best
-    spec = get_method(method)
-    fixed = spec.space(_Replay(t.params), SearchContext(e_max=10 ** 6))  # adds fixed values (momentum)
-    hp = spec.make_hp(**fixed)
-    return {"params": {k: v for k, v in vars(hp).items()}, "score": s, "values": list(t.values),
+    fixed = get_method(method).space(_Replay(t.params), SearchContext(e_max=10 ** 6))  # adds fixed values (momentum)
+    return {"params": final_hparams(method, fixed), "score": s, "values": list(t.values),
             "study": name, "trial": t.number}
 
 

@@ -57,6 +57,9 @@ MOMENTUM = Domain(0, 1, high_open=True)
 CONVENTIONAL = {"epochs": COUNT, "batch_size": COUNT, "lr": POSITIVE, "momentum": MOMENTUM, "weight_decay": NONNEG}
 
 
+BATCH_SIZES = [64, 128, 256]  # spec D.1's batch_size primitive
+
+
 @dataclass(frozen=True)
 class SearchContext:
     """What a search space may depend on: E_max (spec D.1) and the dataset (UTKFace batch cap)."""
@@ -66,8 +69,8 @@ class SearchContext:
 
     @property
     def batch_sizes(self) -> list[int]:
-        """Spec D.1 / F: {64, 128, 256}; UTKFace prunes 256, so it is never proposed there."""
-        return [64, 128] if self.dataset == "utkface" else [64, 128, 256]
+        """Choices of a method's `batch_size` (spec D.1 / F): UTKFace prunes 256, so it is never proposed there."""
+        return [b for b in BATCH_SIZES if b <= 128] if self.dataset == "utkface" else list(BATCH_SIZES)
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,21 @@ class MethodSpec:
         trial = RecordingTrial()
         self.space(trial, SearchContext())
         return trial.names
+
+
+def is_epochs_field(name: str) -> bool:
+    """True for our epoch counts (`epochs`, `retain_epochs`, …), the reference's `*num_epochs` names."""
+    return name == "epochs" or name.endswith("_epochs")
+
+
+def final_hparams(method: str, params: dict) -> dict:
+    """The chosen trial's values as the final runs use them (spec F): integer fields and every epochs field int.
+
+    The reference casts by name: any hyperparameter ending in `num_epochs` becomes int(value), float-typed or
+    not, so PRMQ's float epochs are searched as floats but truncated for the final runs.
+    """
+    cast = {k: int(v) if is_epochs_field(k) and isinstance(v, float) else v for k, v in params.items()}
+    return dict(vars(get_method(method).make_hp(**cast)))  # make_hp casts the integer-typed fields
 
 
 _METHODS: dict[str, MethodSpec] = {}

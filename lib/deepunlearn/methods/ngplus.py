@@ -31,13 +31,21 @@ def ngplus_space(trial, ctx) -> dict:
     return {**space.std(trial, ctx), "alpha": space.unit(trial, "alpha")}
 
 
+def zero_missing_grads(model: torch.nn.Module) -> None:
+    """Give every trainable parameter left without a gradient a zero one, so weight decay and momentum act on it."""
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
 @register_method("ngplus", display="NG+", hparams=NGPlusParams, space=ngplus_space, domains=NGPLUS_DOMAINS,
                  paper="Kurmanji et al. 2023 (NegGrad+, from the SCRUB paper)",
                  idea="minimise alpha·CE on retain batches minus (1 − alpha)·CE on forget batches, in eval mode")
 def neggrad_plus(model, data, hp: NGPlusParams):
     """Per retain batch (one pass) paired with a cycled forget batch: SGD on α·CE_r − (1 − α)·CE_f.
 
-    The reference's L2 pull towards θ_O has λ = 0 (never searched), so the term is left out.
+    The reference's L2 pull towards θ_O has λ = 0 (never searched), so the term is left out; but it gives
+    every parameter a (zero) gradient, which `zero_missing_grads` keeps (TinyViT's attention biases).
     """
     # the reference trains in eval mode: BatchNorm uses, and keeps, the Original's running statistics
     eval_for_training(model)
@@ -53,5 +61,8 @@ def neggrad_plus(model, data, hp: NGPlusParams):
                 - (1 - hp.alpha) * F.cross_entropy(forward(model, x_f), y_f)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # as the reference's 0·‖θ − θ_O‖²: parameters the loss does not reach (TinyViT's eval-mode
+            # attention biases) still decay and carry momentum, where SGD would skip a None gradient
+            zero_missing_grads(model)
             opt.step()
     return model
