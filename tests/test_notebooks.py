@@ -12,8 +12,10 @@ import jupytext
 import pytest
 import yaml
 
+from deepunlearn import config
+from deepunlearn.config import config_class
+from deepunlearn.errors import UserError
 from deepunlearn.render import render
-from deepunlearn.stages import config_class, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
@@ -28,15 +30,16 @@ def parameters_cell(stage: str) -> str:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_notebook_parameters_are_the_config_fields(stage):
+    # the parameters cell and the config dataclass cannot drift: same names, order, defaults and types
     tree = ast.parse(parameters_cell(stage))
-    names = [t.id for node in tree.body for t in node.targets]  # plain `name = literal` only
-    for node in tree.body:
-        ast.literal_eval(node.value)  # flat literals, nothing computed
     assert all(isinstance(node, ast.Assign) for node in tree.body)
-    fields = [f.name for f in dataclasses.fields(config_class(stage))]
-    assert sorted(names) == sorted(fields)
+    names = [t.id for node in tree.body for t in node.targets]  # plain `name = literal` only
+    values = {n: ast.literal_eval(node.value) for n, node in zip(names, tree.body)}  # flat literals, nothing computed
+    assert names == [f.name for f in dataclasses.fields(config_class(stage))]
+    assert values == config.defaults(stage)
+    config.build(stage, values)  # each default has its field's type
     for line in parameters_cell(stage).splitlines():
-        assert "#" in line and line.count("=") == 1, f"{stage}: every parameter needs a comment: {line!r}"
+        assert "#" in line and line.count(" = ") == 1, f"{stage}: every parameter needs a comment: {line!r}"
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -49,23 +52,48 @@ PARAM_FILES = sorted((ROOT / "params").glob("*/*.yaml"))
 
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_params_file_is_valid_for_its_stage(path):
-    params = yaml.safe_load(path.read_text()) or {}
-    make_config(path.parent.name, **params)  # raises on an unknown key
+def test_every_params_file_is_valid_for_its_stage_and_restates_no_default(path):
+    stage = path.parent.name
+    params = config.read(stage, path.stem)  # raises on an unknown key or a wrong type
+    own = yaml.safe_load(path.read_text()) or {}  # comments only: every default
+    own.pop("inherit", None)
+    restated = [k for k, v in own.items() if config.defaults(stage)[k] == v]
+    assert not restated, f"{path.name} restates the defaults of {restated}"
+    assert set(own) <= set(params)
 
 
 def test_unknown_params_key_is_an_error():
-    with pytest.raises(ValueError, match="Unknown train parameter.*epoch_count"):
-        make_config("train", epoch_count=3)
+    with pytest.raises(UserError, match="unknown train parameter `epoch_count` \\(did you mean `epochs`\\?\\); the train parameters are dataset"):
+        config.make_config("train", epoch_count=3)
 
 
-def test_paper_configs_follow_the_spec_recipe():
-    for ds, epochs, batch in [("mnist", 50, 256), ("fashion_mnist", 50, 256), ("cifar10", 182, 256),
-                              ("cifar100", 182, 256), ("utkface", 50, 128)]:
-        for arch in ("resnet18", "tinyvit"):
-            p = yaml.safe_load((ROOT / "params" / "train" / f"paper-{ds}-{arch}.yaml").read_text())
-            assert (p["dataset"], p["arch"], p["epochs"], p["batch_size"]) == (ds, arch, epochs, batch)
-            assert p["seeds"] == list(range(10))
+def test_one_paper_file_per_stage_plus_the_ulira_delta():
+    papers = sorted(str(p.relative_to(ROOT / "params")) for p in (ROOT / "params").glob("*/paper*.yaml"))
+    assert papers == ["analyze/paper.yaml", "attack/paper-ulira.yaml", "attack/paper.yaml", "sweep/paper.yaml",
+                      "train/paper.yaml", "unlearn/paper.yaml"]
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "tinyvit"])
+@pytest.mark.parametrize("ds,epochs,batch,e_max", [("mnist", 50, 256, 10), ("fashion_mnist", 50, 256, 10),
+                                                   ("cifar10", 182, 256, 37), ("cifar100", 182, 256, 37),
+                                                   ("utkface", 50, 128, 10)])
+def test_every_paper_pair_resolves_to_the_spec_recipe(ds, epochs, batch, e_max, arch):
+    # spec C recipes and spec D.1 E_max come from the registry through the one paper file per stage
+    from deepunlearn import search
+    from deepunlearn.experiment import experiment
+
+    for stage in ("sweep", "unlearn", "attack"):
+        cfg = config.load(stage, "paper", dataset=ds, arch=arch)
+        exp = experiment(cfg.profile, dataset=cfg.dataset, arch=cfg.arch)
+        assert (exp.dataset, exp.arch, exp.recipe.epochs, exp.recipe.batch_size) == (ds, arch, epochs, batch)
+        assert (exp.recipe.lr, exp.recipe.momentum, exp.recipe.weight_decay) == (0.1, 0.9, 5e-4)
+        assert exp.seeds == list(range(10)) and exp.train.device == "cuda"
+        assert search.e_max(exp.recipe.epochs) == e_max
+    assert config.load("sweep", "paper").n_trials == 100 and config.load("sweep", "paper").seeds == [0, 1, 2]
+    u = config.load("attack", "paper-ulira", dataset="cifar10", arch="resnet18")  # spec G
+    assert (u.ulira, u.ulira_splits, u.ulira_forget_sets, u.ulira_epochs, u.ulira_seed, u.ulira_share_original,
+            u.best) == (True, 64, 10, 91, 0, False, "paper")
+    assert u.ulira_methods == ["ft", "msg", "cfw", "prmq", "ct", "kde"]
 
 
 def outputs_of(nb_path: Path) -> str:
@@ -77,7 +105,7 @@ def outputs_of(nb_path: Path) -> str:
 @pytest.mark.slow
 def test_papermill_chain_on_tiny(tmp_path):
     store = {"store": str(tmp_path / "store")}
-    trained = render("train", "tiny", root=ROOT, out_dir=tmp_path / "nb", extra={**store, "progress": True},
+    trained = render("train", "tiny", out_dir=tmp_path / "nb", extra={**store, "progress": True},
                      log_output=False)
     text = outputs_of(trained)
     assert "original" in text and "retrain" in text
@@ -87,7 +115,7 @@ def test_papermill_chain_on_tiny(tmp_path):
     bars = "".join("".join(o["text"]) for o in outputs if o.get("name") == "stderr")
     assert "100%" in bars and "loss=" in bars and "acc=" in bars
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
-    unlearned = render("unlearn", "tiny", root=ROOT, out_dir=tmp_path / "nb", extra=store, log_output=False)
+    unlearned = render("unlearn", "tiny", out_dir=tmp_path / "nb", extra=store, log_output=False)
     text = outputs_of(unlearned)
     assert "FT" in text and "CT" in text and "Retrain" in text
     assert not list((tmp_path / "nb").glob("*.partial.ipynb"))
@@ -104,5 +132,17 @@ def test_make_targets_of_the_readme_exist_and_demo_chains_the_five_stages():
         assert f"make {target} " in help_text, f"make {target} is missing"
     dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", "-o", "setup", "-o", ".venv/.setup-done",
                           "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    renders = [line.split("deepunlearn.render ")[1] for line in dry.splitlines() if "deepunlearn.render " in line]
-    assert renders == ["train demo", "sweep demo-all", "unlearn demo-best", "attack demo-best", "analyze demo"]
+    renders = [line.split("deepunlearn.cli run ")[1] for line in dry.splitlines() if "deepunlearn.cli run " in line]
+    assert renders == ["train demo", "sweep demo", "unlearn demo", "attack demo", "analyze demo"]
+
+
+def test_make_paper_dry_run_prints_every_render_of_two_pairs():
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", "-o", "setup", "-o", ".venv/.setup-done",
+                          "paper", "DATASETS=mnist cifar10", "ARCHS=resnet18"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.replace("\\\n", " ")
+    runs = [" ".join(line.split("deepunlearn.cli run ")[1].split()) for line in dry.splitlines()
+            if "deepunlearn.cli run " in line]
+    pairs = [("mnist", "resnet18"), ("cifar10", "resnet18")]
+    expected = [f"{s} {'paper-ulira' if (s, d) == ('attack', 'cifar10') else 'paper'} --set dataset={d} "
+                f"--set arch={a} --as paper-{d}-{a}" for d, a in pairs for s in ("train", "sweep", "unlearn", "attack")]
+    assert runs == expected + ["analyze paper --set 'attack=[paper@mnist/resnet18,paper-ulira@cifar10/resnet18]'"]

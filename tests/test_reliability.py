@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepunlearn.stages import attack, make_config, train
-from deepunlearn.stages import sweep as sweep_stage
+from deepunlearn import cli
+from deepunlearn.config import make_config
+from deepunlearn.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = "dataset: digits\narch: tinycnn\nseeds: [0]\nsubset: 300\nepochs: 1\nbatch_size: 64\ndevice: cpu\nprogress: false\n"
-ATTACK = "train: t\nmethods: [ft]\nhparams: {ft: {epochs: 1, batch_size: 64}}\ndevice: cpu\nprogress: false\n"
+ATTACK = "profile: t\nmethods: [ft]\nhparams: {ft: {epochs: 1, batch_size: 64}}\ndevice: cpu\nprogress: false\n"
 
 
 def listing(root: Path) -> dict[str, tuple[int, str]]:
@@ -33,26 +34,22 @@ def listing(root: Path) -> dict[str, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A project folder with tiny train/attack params and a store the train stage filled."""
+    """A project folder with the notebooks, tiny train/attack params and a store the train stage filled."""
     root = tmp_path_factory.mktemp("project")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
     (root / "params" / "train").mkdir(parents=True)
     (root / "params" / "attack").mkdir()
     (root / "params" / "train" / "t.yaml").write_text(TRAIN)
     (root / "params" / "attack" / "t.yaml").write_text(ATTACK)
-    cwd = os.getcwd()
-    os.chdir(root)  # params/ are found from the working directory, as make and the notebooks run them
-    try:
-        train.run(make_config("train", **{**yaml.safe_load(TRAIN), "store": "outputs/store"}))
-    finally:
-        os.chdir(cwd)
+    train.run(make_config("train", **{**yaml.safe_load(TRAIN), "store": str(root / "outputs" / "store")}))
     return root
 
 
-def run_fails(cli, argv: list[str], store: Path, capsys) -> str:
-    """Run an in-process command line that must fail cleanly; returns its one error line."""
+def run_fails(argv: list[str], store: Path, capsys) -> str:
+    """Run `deepunlearn ARGV` in this process; it must fail cleanly. Returns its one error line."""
     capsys.readouterr()
     before = listing(store)
-    assert cli(argv) == 2
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert listing(store) == before
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
@@ -61,10 +58,11 @@ def run_fails(cli, argv: list[str], store: Path, capsys) -> str:
 
 @pytest.fixture
 def store(project, tmp_path, monkeypatch) -> Path:
-    """A private copy of the project's store, the project as working directory."""
+    """A private copy of the project's store; the project is the root of every path ($DEEPUNLEARN_ROOT)."""
     copy = tmp_path / "store"
     shutil.copytree(project / "outputs" / "store", copy)
-    monkeypatch.chdir(project)
+    monkeypatch.setenv("DEEPUNLEARN_ROOT", str(project))
+    monkeypatch.chdir(tmp_path)  # anywhere: nothing depends on the working directory
     return copy
 
 
@@ -89,8 +87,8 @@ def truncate(path: Path) -> None:
 def test_a_damaged_stored_file_stops_with_one_sentence(store, capsys, damage, pattern):
     target = only(store, pattern)
     damage(target)
-    # the attack stage reads the data, then the Retrained model first
-    err = run_fails(attack.main, ["params/attack/t.yaml", "--set", f"store={store}"], store, capsys)
+    # the attack stage reads the data, then the Retrained model first (inside its notebook's kernel)
+    err = run_fails(["run", "attack", "t", "--set", f"store={store}"], store, capsys)
     assert f"Stored artifact {target.parent} is damaged ({target.name} " in err
     assert "run `deepunlearn store repair" in err
 
@@ -105,27 +103,31 @@ def test_a_damaged_stored_file_stops_with_one_sentence(store, capsys, damage, pa
 ])
 def test_a_bad_hyperparameter_stops_before_any_work(store, capsys, hp, expected):
     # a fresh hyperparameter value means a model not in the store: nothing may be built for it
-    err = run_fails(attack.main, ["params/attack/t.yaml", "--set", f"store={store}", "--set", f"hparams={hp}"],
-                    store, capsys)
+    err = run_fails(["run", "attack", "t", "--set", f"store={store}", "--set", f"hparams={hp}"], store, capsys)
     assert expected in err
 
 
 @pytest.mark.parametrize(("sets", "expected"), [
     (["methods=[nope]"], "error: Unknown method 'nope'; choose one of "),
-    (["train: t", "plugins=[broken.py]"], "error: Plugin file broken.py has a syntax error at line 1"),
-    (["methods=[ft]", "best=nosweep"], "error: No sweep results at outputs/sweeps/nosweep/best.yaml"),
+    (["plugins=[broken.py]"], "error: Plugin file broken.py has a syntax error at line 1"),
+    (["methods=[ft]", "best=nosweep"], "error: No sweep results at STORE/../sweeps/nosweep/digits-tinycnn/best.yaml"),
+    (["method=[ft]"], "error: --set: unknown attack parameter `method` (did you mean `methods`?); the attack "
+                      "parameters are profile, dataset, arch, methods, "),
+    (["zzz=2"], "error: --set: unknown attack parameter `zzz`; the attack parameters are profile, dataset,"),
+    (["ulira=yes please"], "error: --set: `ulira` must be true/false, not 'yes please'; fix its value."),
     (["ulira_statistic=median", "ulira=true"], "error: ulira_statistic='median'; choose one of"),
 ])
 def test_a_bad_attack_parameter_is_one_sentence(store, capsys, sets, expected):
     (store.parent / "broken.py").write_text("def broken(:\n")
-    argv = ["params/attack/t.yaml", "--set", f"store={store}"]
+    argv = ["run", "attack", "t", "--set", f"store={store}"]
     for s in sets:
         if "=" in s:
             key, _, value = s.partition("=")
             value = str(store.parent / value.strip("[]")) if key == "plugins" else value
             argv += ["--set", f"{key}=[{value}]" if key == "plugins" else f"{key}={value}"]
-    err = run_fails(attack.main, argv, store, capsys)
-    assert err.startswith(expected.replace("broken.py", str(store.parent / "broken.py")))
+    err = run_fails(argv, store, capsys)
+    expected = expected.replace("broken.py", str(store.parent / "broken.py")).replace("STORE/..", str(store.parent))
+    assert err.startswith(expected)
 
 
 @pytest.mark.parametrize(("train", "expected"), [
@@ -134,17 +136,19 @@ def test_a_bad_attack_parameter_is_one_sentence(store, capsys, sets, expected):
     ("epochs: 0\n", "error: Train parameter epochs=0 must be an integer ≥ 1"),
 ])
 def test_a_bad_train_parameter_stops_every_stage_before_any_work(store, capsys, train, expected):
-    (Path("params") / "train" / "bad.yaml").write_text(TRAIN + train)
+    params = Path(os.environ["DEEPUNLEARN_ROOT"]) / "params"
+    (params / "train" / "bad.yaml").write_text(TRAIN + train)
     try:
-        err = run_fails(attack.main, ["params/attack/t.yaml", "--set", f"store={store}", "--set", "train=bad"],
-                        store, capsys)
+        err = run_fails(["run", "attack", "t", "--set", f"store={store}", "--set", "profile=bad"], store, capsys)
         assert err.startswith(expected)
-        (Path("params") / "sweep").mkdir(exist_ok=True)
-        (Path("params") / "sweep" / "bad.yaml").write_text(f"train: bad\nstore: {store}\ndevice: cpu\n")
-        err = run_fails(sweep_stage.main, ["bad"], store, capsys)
+        (params / "sweep").mkdir(exist_ok=True)
+        (params / "sweep" / "bad.yaml").write_text(f"profile: bad\nstore: {store}\ndevice: cpu\n")
+        err = run_fails(["run", "sweep", "bad"], store, capsys)
+        assert err.startswith(expected)
+        err = run_fails(["run", "sweep", "bad", "--worker", "1"], store, capsys)
         assert err.startswith(expected)
     finally:
-        (Path("params") / "train" / "bad.yaml").unlink()
+        (params / "train" / "bad.yaml").unlink()
 
 
 def test_a_sweep_whose_space_cannot_be_sampled_stops_before_any_trial(store, capsys, tmp_path):
@@ -155,10 +159,11 @@ def test_a_sweep_whose_space_cannot_be_sampled_stops_before_any_trial(store, cap
         "def space(trial, ctx):\n    return {'lr': trial.suggest_float('lr', 1.0, 0.1, log=True)}\n\n\n"
         "@register_method('badspace', display='B', hparams=P, space=space)\n"
         "def badspace(model, data, hp):\n    return model\n")
-    (Path("params") / "sweep").mkdir(exist_ok=True)
-    (Path("params") / "sweep" / "badspace.yaml").write_text(
-        f"name: badspace\ntrain: t\nmethods: [badspace]\nplugins: [{plugin}]\nstore: {store}\ndevice: cpu\n")
-    err = run_fails(sweep_stage.main, ["badspace"], store, capsys)
+    params = Path(os.environ["DEEPUNLEARN_ROOT"]) / "params"
+    (params / "sweep").mkdir(exist_ok=True)
+    (params / "sweep" / "badspace.yaml").write_text(
+        f"name: badspace\nprofile: t\nmethods: [badspace]\nplugins: [{plugin}]\nstore: {store}\ndevice: cpu\n")
+    err = run_fails(["run", "sweep", "badspace", "--worker", "0"], store, capsys)
     assert err.startswith("error: The search space of method 'badspace' cannot be sampled (ValueError: ")
     assert not (store.parent / "sweeps").exists()  # no study was created
 
@@ -169,14 +174,14 @@ MAKE_CASES = {  # an unknown dataset, arch (train stage) and method (unlearn sta
                 "Unknown dataset 'nodata'; choose one of cifar10, cifar100, digits, fashion_mnist, mnist, utkface"),
     "arch": ("train", TRAIN.replace("tinycnn", "noarch"),
              "Unknown model 'noarch'; choose one of resnet18, smallresnet, tinycnn, tinyvit"),
-    "method": ("unlearn", "train: t\nmethods: [nomethod]\ndevice: cpu\nprogress: false\n",
+    "method": ("unlearn", "profile: t\nmethods: [nomethod]\ndevice: cpu\nprogress: false\n",
                f"Unknown method 'nomethod'; choose one of {METHODS}"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(MAKE_CASES))
-def test_an_error_inside_a_rendered_notebook_is_its_one_sentence_through_make(case, tmp_path):
+def test_a_bad_config_is_its_one_sentence_through_make_before_any_kernel_starts(case, tmp_path):
     stage, params, sentence = MAKE_CASES[case]
     for name in ("Makefile", "pyproject.toml"):
         shutil.copy2(ROOT / name, tmp_path / name)  # copy2 keeps pyproject older than the setup stamp
@@ -190,6 +195,7 @@ def test_an_error_inside_a_rendered_notebook_is_its_one_sentence_through_make(ca
                          text=True, timeout=300, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout
-    assert errors == [f"error: {sentence}; details in outputs/nb/{stage}/bad.failed.ipynb."]
-    assert sorted(p.name for p in (tmp_path / "outputs" / "nb" / stage).iterdir()) == ["bad.failed.ipynb"]
+    # found by the command line's check before a kernel starts: nothing is written, not even a failed notebook
+    assert errors == [f"error: {sentence}."]
+    assert not (tmp_path / "outputs").exists()
     assert not (tmp_path / "outputs" / "store").exists()

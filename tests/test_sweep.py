@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from deepunlearn import sweep
+from deepunlearn import search as sweep
 from deepunlearn.methods import SearchContext, get_method
 from pg import pg_bin, postgres_server
 
@@ -84,7 +84,7 @@ def test_failing_trial_scores_inf_and_sweep_goes_on(digits, originals):
 
 
 def worker(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "deepunlearn.stages.sweep", "tiny", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "deepunlearn.cli", "run", "sweep", "tiny", *args], cwd=ROOT,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -96,9 +96,9 @@ def test_two_workers_share_one_postgres_study(tmp_path):
     with postgres_server() as url:
         sets = ["--set", f"n_trials={n}", "--set", f"store={tmp_path / 'store'}", "--set", "name=pg"]
         # build the tiny references once, so both workers start trials at the same time
-        first = worker("--storage", url, "--set", "n_trials=0", *sets[2:])
+        first = worker("--worker", "0", "--set", f"storage={url}", "--set", "n_trials=0", *sets[2:])
         assert first.wait(300) == 0, first.stdout.read()
-        procs = [worker("--storage", url, "--worker", str(k), *sets) for k in range(2)]
+        procs = [worker("--set", f"storage={url}", "--worker", str(k), *sets) for k in range(2)]
         outs = [p.communicate(timeout=600)[0] for p in procs]
         assert all(p.returncode == 0 for p in procs), outs
         study = optuna.load_study(study_name="digits-tinycnn-ft-s0", storage=url)
@@ -150,8 +150,8 @@ def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
     n = 3
     sets = ["--set", f"n_trials={n}", "--set", f"store={tmp_path / 'store'}", "--set", "name=kill",
             "--set", "heartbeat=1", "--set", f"plugins=[{plugin}]", "--set", "methods=[ft_sleepy]"]
-    db = tmp_path / "sweeps" / "kill" / "digits-tinycnn-ft_sleepy-s0.db"
-    victim = worker(*sets, env={"DU_SLEEP": "1"})
+    db = tmp_path / "sweeps" / "kill" / "digits-tinycnn" / "digits-tinycnn-ft_sleepy-s0.db"
+    victim = worker("--worker", "0", *sets, env={"DU_SLEEP": "1"})
     try:
         wait_for_running_trial(db)
         # kill mid-trial, after the first heartbeat (interval 1 s): the stale-heartbeat path. A kill
@@ -160,7 +160,7 @@ def test_killed_worker_trial_is_retried_and_study_completes_to_n(tmp_path):
     finally:
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
-    rerun = worker(*sets)
+    rerun = worker("--worker", "0", *sets)
     out = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, out
     s = optuna.load_study(study_name="digits-tinycnn-ft_sleepy-s0", storage=f"sqlite:///{db}")
@@ -189,24 +189,23 @@ def test_running_trial_without_any_heartbeat_is_failed_after_grace_and_retried(t
     assert len(retried) == 1 and retried[0].params == study.trials[orphan.number].params
 
 
-@pytest.mark.parametrize("stage", ["sweep", "attack", "analyze"])
-def test_stage_command_lines_run_without_runpy_warnings(stage):
-    # the package must not import the stage module that `python -m` is about to run as __main__
-    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", f"deepunlearn.stages.{stage}", "--help"],
+@pytest.mark.parametrize("entry", [["deepunlearn.cli", "run"], ["deepunlearn.render"]])
+def test_the_command_line_runs_without_runpy_warnings(entry):
+    # `python -m deepunlearn.render` forwards to `deepunlearn run`; neither imports what it runs as __main__
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", *entry, "--help"],
                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "usage" in out.stdout, out.stderr
+    assert out.returncode == 0 and "--worker" in out.stdout, out.stderr
 
 
 def test_a_method_whose_every_trial_failed_is_named_in_a_warning(tmp_path, monkeypatch):
-    from deepunlearn.stages import make_config, read_params
+    from deepunlearn import config
     from deepunlearn.stages import sweep as sweep_stage
 
     plugin = tmp_path / "boom.py"
     plugin.write_text(SLEEPER.replace('"ft_sleepy", display="FT-sleepy"', '"ft_boom", display="FT-boom"')
                       .replace("if os.environ.get", "raise ValueError('boom at lr %g' % hp.lr)\n    if os.environ.get"))
-    monkeypatch.chdir(ROOT)
-    params = {**read_params(ROOT / "params/sweep/tiny.yaml"), "n_trials": 2, "store": str(tmp_path / "store"),
-              "name": "boom", "plugins": [str(plugin)], "methods": ["ft_boom"]}
+    cfg = config.load("sweep", "tiny", n_trials=2, store=str(tmp_path / "store"), name="boom",
+                      plugins=[str(plugin)], methods=["ft_boom"])
     with pytest.warns(UserWarning, match=r"Every trial of ft_boom failed.*ValueError: boom at lr"):
-        table = sweep_stage.run(make_config("sweep", **params))
+        table = sweep_stage.run(sweep_stage.context(cfg))
     assert table.loc[0, "failed"] == 2 and table.loc[0, "best_score"] == math.inf

@@ -13,10 +13,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from deepunlearn import sweep
+from deepunlearn import search as sweep
+from deepunlearn.config import make_config
+from deepunlearn.experiment import stage_experiment
 from deepunlearn.methods import base
-from deepunlearn.stages import make_config, train
-from deepunlearn.stages import sweep as sweep_stage
+from deepunlearn.stages import train
 
 TRAIN = {"dataset": "digits", "arch": "tinycnn", "seeds": [0], "subset": 200, "epochs": 1, "batch_size": 64,
          "device": "cpu", "progress": False}
@@ -38,18 +39,25 @@ def slow(model, data, hp):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A project folder: tiny train and sweep params, the Original and Retrained models in its store."""
+    """A project folder (the root of every path: $DEEPUNLEARN_ROOT): tiny train and sweep params, the
+    Original and Retrained models in its store."""
     root = tmp_path_factory.mktemp("sweep-project")
+    before = os.environ.get("DEEPUNLEARN_ROOT")
+    os.environ["DEEPUNLEARN_ROOT"] = str(root)
     (root / "params" / "train").mkdir(parents=True)
     (root / "params" / "sweep").mkdir()
     (root / "params" / "train" / "t.yaml").write_text(yaml.safe_dump(TRAIN))
     (root / "slow.py").write_text(SLOW)
     (root / "params" / "sweep" / "t.yaml").write_text(yaml.safe_dump(
-        {"train": "t", "methods": [METHOD], "seeds": [0], "n_trials": N, "device": "cpu", "progress": False,
+        {"profile": "t", "methods": [METHOD], "seeds": [0], "n_trials": N, "device": "cpu", "progress": False,
          "plugins": [str(root / "slow.py")], "store": str(root / "outputs" / "store")}))
     train.run(make_config("train", **{**TRAIN, "store": str(root / "outputs" / "store")}))
     yield root
     base._METHODS.pop(METHOD, None)  # the in-process runs registered it: leave the registry as it was
+    if before is None:
+        os.environ.pop("DEEPUNLEARN_ROOT")
+    else:
+        os.environ["DEEPUNLEARN_ROOT"] = before
 
 
 def config(project, name: str, n_trials: int = N):
@@ -58,7 +66,7 @@ def config(project, name: str, n_trials: int = N):
 
 
 def study_of(cfg) -> optuna.Study:
-    return sweep_stage.load_studies(cfg)[METHOD][0]
+    return sweep.load_studies(cfg, stage_experiment(cfg))[METHOD][0]
 
 
 def outcome(cfg) -> tuple[list, dict]:
@@ -77,9 +85,8 @@ def dead_pid() -> int:
 
 @pytest.fixture(scope="module")
 def uninterrupted(project):
-    os.chdir(project)
     cfg = config(project, "straight")
-    sweep_stage.run_worker(cfg)
+    sweep.run_worker(cfg, stage_experiment(cfg))
     trials, best = outcome(cfg)
     assert len({tuple(values) for _, _, values in trials}) == N  # distinct trials, so the best one means something
     return trials, best
@@ -87,10 +94,10 @@ def uninterrupted(project):
 
 def kill_worker_while(project, cfg, draw: int) -> None:
     """Start a sweep worker process and kill -9 it once the trial of `draw` runs with its parameters drawn."""
-    worker = subprocess.Popen([sys.executable, "-m", "deepunlearn.stages.sweep", "t", "--set", f"name={cfg.name}"],
-                              cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    worker = subprocess.Popen([sys.executable, "-m", "deepunlearn.cli", "run", "sweep", "t", "--worker", "0",
+                               "--set", f"name={cfg.name}"], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "DU_TRIAL_PAUSE": "2"})
-    db = project / "outputs" / "sweeps" / cfg.name / f"{sweep.study_name('digits', 'tinycnn', METHOD, 0)}.db"
+    db = project / "outputs" / "sweeps" / cfg.name / "digits-tinycnn" / f"{sweep.study_name('digits', 'tinycnn', METHOD, 0)}.db"
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -116,7 +123,6 @@ def test_a_sweep_killed_at_three_moments_and_dead_before_drawing_resumes_to_the_
     """kill -9 during the first, second and last trial (each resumed by the next worker), then a worker
     dead right after creating a trial, before drawing: the completed trials and the best trial are the
     uninterrupted run's."""
-    monkeypatch.chdir(project)
     cfg = config(project, "killed")
     for draw in range(N):  # before any trial completed, mid-study, and with one trial to go
         kill_worker_while(project, cfg, draw)
@@ -126,6 +132,6 @@ def test_a_sweep_killed_at_three_moments_and_dead_before_drawing_resumes_to_the_
     assert study.get_trials(states=(TrialState.RUNNING,))  # the last victim's trial is still marked running
     orphan = study.ask()  # as if another worker died right after creating its trial, before drawing anything
     study._storage.set_trial_system_attr(orphan._trial_id, sweep.WORKER_KEY, [socket.gethostname(), dead_pid()])
-    sweep_stage.run_worker(cfg)  # no waiting out heartbeats: every dead process was on this host
+    sweep.run_worker(cfg, stage_experiment(cfg))  # no waiting out heartbeats: every dead process was on this host
     assert outcome(cfg) == uninterrupted
     assert study_of(cfg).get_trials(states=(TrialState.RUNNING,)) == []

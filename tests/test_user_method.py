@@ -9,7 +9,8 @@ import pytest
 
 from deepunlearn.errors import UserError
 from deepunlearn.methods import get_method
-from deepunlearn.stages import make_config, unlearn
+from deepunlearn.config import make_config
+from deepunlearn.stages import unlearn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +24,7 @@ def readme_example() -> str:
 def test_readme_method_runs_through_unlearn_stage(tmp_path, monkeypatch):
     plugin = tmp_path / "my_method.py"
     plugin.write_text(readme_example())
-    monkeypatch.chdir(ROOT)  # params/train/tiny.yaml is found relative to the repo
-    cfg = make_config("unlearn", train="tiny", methods=["mine", "ft"], plugins=[str(plugin)],
+    cfg = make_config("unlearn", profile="tiny", methods=["mine", "ft"], plugins=[str(plugin)],
                       hparams={"mine": {"epochs": 1}, "ft": {"epochs": 1}}, device="cpu",
                       store=str(tmp_path / "store"), progress=False)
     table = unlearn.run(cfg)
@@ -36,6 +36,6 @@ def test_readme_method_runs_through_unlearn_stage(tmp_path, monkeypatch):
 
 
 def test_missing_plugin_file_is_one_sentence(tmp_path):
-    cfg = make_config("unlearn", train="tiny", plugins=[str(tmp_path / "nope.py")], device="cpu")
+    cfg = make_config("unlearn", profile="tiny", plugins=[str(tmp_path / "nope.py")], device="cpu")
     with pytest.raises(UserError, match="nope.py does not exist"):
         unlearn.run(cfg)

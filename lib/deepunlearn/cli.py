@@ -98,8 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"sweep worker {args.worker} done in {time.time() - t0:.0f}s: {sum(done.values())} trials over "
               f"{len(done)} studies", flush=True)
         return 0
+    from deepunlearn import config, preflight
     from deepunlearn.render import render
 
+    preflight.check(args.stage, config.load(args.stage, args.config, args.set))  # one sentence before a kernel starts
     what = " ".join([f"{args.stage}/{args.config}", *(f"--set {s}" for s in args.set)])
     print(f"[{time.strftime('%H:%M:%S')}] {what}: rendering", flush=True)
     path = render(args.stage, args.config, args.set, name=args.name)

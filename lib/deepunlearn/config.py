@@ -22,7 +22,7 @@ import yaml
 from deepunlearn import paths
 from deepunlearn.errors import UserError
 
-# keys that an earlier version used, with what replaced them (a clearer sentence than "unknown")
+# keys that an earlier version used, with what replaced them (suggested whatever their spelling distance)
 RENAMED = {"train": "profile"}
 
 
@@ -174,12 +174,12 @@ def check(stage: str, params: dict, source: str) -> dict:
     hints = typing.get_type_hints(cls)
     for key, value in params.items():
         if key not in hints:
+            close = difflib.get_close_matches(str(key), list(hints), n=1, cutoff=0.5)
             if key in RENAMED and RENAMED[key] in hints:
-                hint = f"it is now called `{RENAMED[key]}`"
-            else:
-                close = difflib.get_close_matches(str(key), list(hints), n=1)
-                hint = f"did you mean `{close[0]}`?" if close else f"the {stage} keys are {', '.join(hints)}"
-            raise UserError(f"{source}: unknown {stage} parameter `{key}`; {hint}.")
+                close = [RENAMED[key]]
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise UserError(f"{source}: unknown {stage} parameter `{key}`{hint}; the {stage} parameters are "
+                            f"{', '.join(hints)}.")
         if not _matches(value, hints[key]):
             raise UserError(f"{source}: `{key}` must be {_type_name(hints[key])}, not {value!r}; fix its value.")
     return params
@@ -204,13 +204,16 @@ def _read_file(stage: str, path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not path.is_file():
         have = ", ".join(paths.params_names(stage)) if path.parent == paths.root() / "params" / stage else ""
         raise UserError(f"No params file {path}; choose a {stage} config from {have or 'the params/ folder'}.")
+    text = path.read_text()
+    if not text.strip():  # a zero-byte file is a failed write or a slip; all defaults is said with a comment
+        raise UserError(f"{path} is empty; write one `key: value` line per parameter that differs from the "
+                        f"defaults (or a comment, to keep them all).")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]}); fix the file.") from None
-    if params is None:
-        raise UserError(f"{path} is empty; write one `key: value` line per parameter that differs from the "
-                        f"defaults.")
+    if params is None:  # comments only: every default
+        params = {}
     if not isinstance(params, dict):
         raise UserError(f"{path} holds a {type(params).__name__}, not a `key: value` mapping; write one "
                         f"parameter per line.")
@@ -235,6 +238,11 @@ def read(stage: str, name: str | Path, sets: list[str] | tuple[str, ...] = (), *
 def build(stage: str, params: dict, source: str = "parameters") -> Any:
     """`stage`'s config from a dict of parameters, each checked."""
     return config_class(stage)(**check(stage, dict(params), source))
+
+
+def make_config(stage: str, **params: Any) -> Any:
+    """`stage`'s config from keyword parameters, each checked (code and tests)."""
+    return build(stage, params)
 
 
 def load(stage: str, name: str | Path, sets: list[str] | tuple[str, ...] = (), **overrides: Any) -> Any:

@@ -327,8 +327,8 @@ def search_context(exp: Experiment) -> SearchContext:
 
 def check_sweep(cfg: SweepConfig, exp: Experiment) -> None:
     """Stop with one sentence before any work: a space that cannot be sampled, a bad budget."""
-    if cfg.n_trials < 1:
-        raise UserError(f"n_trials={cfg.n_trials}; give at least 1 complete trial per study.")
+    if cfg.n_trials < 0:  # 0 builds the references (and the studies) only
+        raise UserError(f"n_trials={cfg.n_trials}; give the number of complete trials per study (0 or more).")
     if cfg.replicate < 0:
         raise UserError(f"replicate={cfg.replicate}; give 0 (the paper's seeds) or a positive replicate index.")
     ctx = search_context(exp)
