@@ -4,7 +4,7 @@ Runs the same seeded trials of one method twice in this process, on the demo mod
 accuracies and loss arrays computed once per study (what the sweep does), once re-evaluating R in
 every trial. Prints both times per trial and their ratio.
 
-    python bench/sweep_reference_cache.py [--train demo] [--method ft] [--trials 6]
+    python bench/sweep_reference_cache.py [--profile demo] [--method ft] [--trials 6]
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import time
 
 import optuna
 
-from deepunlearn import metrics, sweep
-from deepunlearn.methods import SearchContext
-from deepunlearn.references import get_reference
-from deepunlearn.stages import train as train_stage
-from deepunlearn.stages.unlearn import load_train_config
+from deepunlearn import metrics
+from deepunlearn import search as sweep
+from deepunlearn.experiment import experiment
+from deepunlearn.trained import get_reference
 
 
 def timed_study(objective: sweep.Objective, seed: int) -> float:
@@ -31,23 +30,22 @@ def timed_study(objective: sweep.Objective, seed: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", default="demo")
+    p.add_argument("--profile", default="demo")
     p.add_argument("--method", default="ft")
     p.add_argument("--trials", type=int, default=6)
     args = p.parse_args()
-    tcfg = load_train_config(args.train, progress=False)
-    data, recipe = train_stage.load_data(tcfg), train_stage.recipe_of(tcfg)
-    store = train_stage.Store(tcfg.store)
-    original, _ = get_reference(store, data, tcfg.arch, 0, "original", recipe, progress=False)
-    retrained, _ = get_reference(store, data, tcfg.arch, 0, "retrain", recipe, progress=False)
-    ctx = SearchContext(e_max=sweep.e_max(recipe.epochs), dataset=data.info.name)
+    exp = experiment(args.profile, progress=False)
+    data, recipe, store = exp.data, exp.recipe, exp.store
+    original, _ = get_reference(store, data, exp.arch, 0, "original", recipe, progress=False)
+    retrained, _ = get_reference(store, data, exp.arch, 0, "retrain", recipe, progress=False)
+    ctx = sweep.search_context(exp)
     t0 = time.perf_counter()
     r_metrics = metrics.evaluate(retrained, data)
     once = time.perf_counter() - t0
     cached = timed_study(sweep.Objective(args.method, original, data, r_metrics, ctx, args.trials), seed=0) + once
     again = timed_study(sweep.Objective(args.method, original, data, r_metrics, ctx, args.trials,
                                         retrained=retrained, recompute_reference=True), seed=0)
-    print(f"{args.trials} trials of {args.method} on {args.train} ({data.info.name}, {tcfg.arch})")
+    print(f"{args.trials} trials of {args.method} on {args.profile} ({exp.label()})")
     print(f"R's metrics once per study : {cached:8.1f} s ({cached / args.trials:.2f} s/trial, R eval {once:.2f} s)")
     print(f"R's metrics in every trial : {again:8.1f} s ({again / args.trials:.2f} s/trial)")
     print(f"speed-up                   : {again / cached:8.2f}x")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deepunlearn import config
 from deepunlearn.data import get_dataset_info, loader, prepare_dataset
 from deepunlearn.data.registry import require
 from deepunlearn.errors import UserError
@@ -96,13 +97,13 @@ def test_a_bad_dataset_file_stops_the_attack_stage_with_one_sentence(tmp_path, m
     (tmp_path / "params" / "attack").mkdir()
     (tmp_path / "params" / "train" / "m.yaml").write_text(
         f"dataset: mnist\ndata_root: {tmp_path / 'data'}\narch: tinycnn\nepochs: 1\ndevice: cpu\nprogress: false\n")
-    (tmp_path / "params" / "attack" / "m.yaml").write_text("train: m\ndevice: cpu\nprogress: false\n")
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params" / "attack" / "m.yaml").write_text("profile: m\ndevice: cpu\nprogress: false\n")
+    monkeypatch.setenv("DEEPUNLEARN_ROOT", str(tmp_path))
     store = tmp_path / "store"
     store.mkdir()
-    assert attack.main(["params/attack/m.yaml", "--set", f"store={store}"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {path} {expected}") and "\n" not in err
+    with pytest.raises(UserError) as e:  # the attack stage's first read of the data (the CLI prints this sentence)
+        attack.run(attack.context(config.load("attack", "m", store=str(store))))
+    assert str(e.value).startswith(f"{path} {expected}") and "\n" not in str(e.value)
     assert listing(store) == {}  # no lock, no .partial, no fingerprint cache
 
 
@@ -121,7 +122,7 @@ def test_an_explicit_data_root_lacking_the_dataset_is_an_error_not_a_fallback(tm
                     reason="Debian's dataset-fashion-mnist is not installed (make setup installs it as root)")
 def test_without_a_data_root_the_system_copy_is_used_and_named(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DEEPUNLEARN_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)  # no ./data here
+    monkeypatch.setenv("DEEPUNLEARN_ROOT", str(tmp_path))  # no <root>/data here
     monkeypatch.setattr("deepunlearn.data.registry._NOTED", set())
     assert str(require("fashion_mnist")) == "/usr/share/datasets/fashion-mnist"
     assert capsys.readouterr().err == "note: no data_root given; reading fashion_mnist from /usr/share/datasets/fashion-mnist\n"

@@ -111,8 +111,8 @@ def test_a_bad_hyperparameter_stops_before_any_work(store, capsys, hp, expected)
     (["methods=[nope]"], "error: Unknown method 'nope'; choose one of "),
     (["plugins=[broken.py]"], "error: Plugin file broken.py has a syntax error at line 1"),
     (["methods=[ft]", "best=nosweep"], "error: No sweep results at STORE/../sweeps/nosweep/digits-tinycnn/best.yaml"),
-    (["method=[ft]"], "error: --set: unknown attack parameter `method` (did you mean `methods`?); the attack "
-                      "parameters are profile, dataset, arch, methods, "),
+    (["method=[ft]"], ("error: --set: unknown attack parameter `method` (did you mean `methods`?); the attack "
+                       "parameters are profile, dataset, arch, methods, ")),
     (["zzz=2"], "error: --set: unknown attack parameter `zzz`; the attack parameters are profile, dataset,"),
     (["ulira=yes please"], "error: --set: `ulira` must be true/false, not 'yes please'; fix its value."),
     (["ulira_statistic=median", "ulira=true"], "error: ulira_statistic='median'; choose one of"),

@@ -9,7 +9,8 @@ import pandas as pd
 from test_ranking import PAIR_A, PAIR_B, make_table
 
 from deepunlearn import plots, ranking, report, results
-from deepunlearn.stages import analyze, make_config
+from deepunlearn.config import make_config
+from deepunlearn.stages import analyze
 
 
 def test_figures_render_as_pdf_and_png(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from scipy.stats import norm
 
 from conftest import FIXTURE_SEED, below, train_tiny
-from deepunlearn import references
+from deepunlearn import trained
 from deepunlearn.attacks import ulira as ul
 from deepunlearn.methods import base
 from deepunlearn.store import Store
@@ -166,7 +166,7 @@ def test_attack_on_real_shadows_and_store_is_shared(shadows, relearn, monkeypatc
 
     # a second method (a fresh object, as another process would be) trains no shadow and rebuilds no statistic
     calls = []
-    monkeypatch.setattr(references, "fit", lambda *a, **k: calls.append(1) or pytest.fail("shadow retrained"))
+    monkeypatch.setattr(trained, "fit", lambda *a, **k: calls.append(1) or pytest.fail("shadow retrained"))
     again = ul.Shadows(shadows.store, shadows.data, shadows.splits, shadows.arch, shadows.seed,
                        shadows.recipe)
     res_s = ul.attack(again, relearn)

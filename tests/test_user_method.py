@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from deepunlearn.config import make_config
 from deepunlearn.errors import UserError
 from deepunlearn.methods import get_method
-from deepunlearn.config import make_config
 from deepunlearn.stages import unlearn
 
 ROOT = Path(__file__).resolve().parents[1]
