@@ -11,7 +11,7 @@ WORKERS ?= 1
 STAMP  := $(VENV)/.setup-done
 RUN    := $(PY) -m deepunlearn.cli run
 # every path of a run is anchored here, whichever checkout the virtual environment was installed from
-export DEEPUNLEARN_ROOT ?= $(CURDIR)
+export DEEPUNLEARN_ROOT := $(CURDIR)
 # pytest-xdist processes for make test, one thread each
 TEST_WORKERS ?= 2
 

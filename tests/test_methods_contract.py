@@ -77,3 +77,27 @@ def test_docs_describe_every_method_and_the_fixed_bugs():
     for name in list_methods():
         assert f"| `{name}` | {get_method(name).display} |" in text, f"docs/methods.md lacks {name}"
     assert "SalUn | mask gradients accumulate" in text and "SCRUB | when the Original" in text
+
+
+def test_every_method_follows_the_typed_contract_and_a_bad_one_is_refused_at_registration():
+    import inspect
+    from dataclasses import dataclass
+
+    from deepunlearn.errors import UserError
+    from deepunlearn.methods import register_method
+    from deepunlearn.methods.base import CONTRACT
+
+    for name in list_methods():
+        params = list(inspect.signature(get_method(name).fn).parameters)
+        assert tuple(params[:3]) == CONTRACT, name
+
+    @dataclass
+    class P:
+        lr: float = 0.1
+
+    with pytest.raises(UserError, match=r"Method 'bad' is bad\(model, hp\); a method must be fn\(model, data, hp\)"):
+        def bad(model, hp):
+            return model
+
+        register_method("bad", display="Bad", hparams=P)(bad)
+    assert "bad" not in list_methods()

@@ -144,7 +144,8 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
     if origin is list:
-        return f"a list of {_type_name(args[0])}s" if args else "a list"
+        plural = {int: "integers", float: "numbers", str: "strings"}
+        return f"a list of {plural.get(args[0], _type_name(args[0]))}" if args else "a list"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false", dict: "a mapping"}.get(
         tp, getattr(tp, "__name__", str(tp)))
 
@@ -226,7 +227,7 @@ def _read_file(stage: str, path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return check(stage, params, str(path))
 
 
-def read(stage: str, name: str | Path, sets: list[str] | tuple[str, ...] = (), **overrides: Any) -> dict:
+def read(stage: str, name: str | Path, sets: list[str] | tuple[str, ...] = (), /, **overrides: Any) -> dict:
     """The checked parameters of a params file (a config name or a path), then `--set` items, then overrides."""
     path = Path(name) if str(name).endswith((".yaml", ".yml")) else paths.params_file(stage, str(name))
     params = _read_file(stage, paths.resolve(path))
@@ -240,12 +241,12 @@ def build(stage: str, params: dict, source: str = "parameters") -> Any:
     return config_class(stage)(**check(stage, dict(params), source))
 
 
-def make_config(stage: str, **params: Any) -> Any:
+def make_config(stage: str, /, **params: Any) -> Any:
     """`stage`'s config from keyword parameters, each checked (code and tests)."""
     return build(stage, params)
 
 
-def load(stage: str, name: str | Path, sets: list[str] | tuple[str, ...] = (), **overrides: Any) -> Any:
+def load(stage: str, name: str | Path, sets: list[str] | tuple[str, ...] = (), /, **overrides: Any) -> Any:
     """The config of params/<stage>/<name>.yaml with `--set` items and overrides, checked."""
     return build(stage, read(stage, name, sets, **overrides), f"params/{stage}/{name}")
 

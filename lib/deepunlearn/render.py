@@ -40,8 +40,10 @@ def render(stage: str, config_name: str, sets: list[str] | tuple[str, ...] = (),
     final, partial = out_dir / f"{name}.ipynb", out_dir / f"{name}.partial.ipynb"
     failed, src_ipynb = out_dir / f"{name}.failed.ipynb", out_dir / f".{name}.source.ipynb"
     jupytext.write(jupytext.read(source), src_ipynb)
-    os.environ["DEEPUNLEARN_PROGRESS"] = "text"  # the kernel inherits it: see training._progress
-    os.environ.setdefault("DEEPUNLEARN_ROOT", str(paths.root()))  # the kernel anchors its paths here
+    # the kernel inherits these: text progress (see training._progress), and the root its paths hang on
+    kernel_env = {"DEEPUNLEARN_PROGRESS": "text", "DEEPUNLEARN_ROOT": str(paths.root())}
+    saved = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     try:
         papermill.execute_notebook(str(src_ipynb), str(partial), parameters=params, log_output=log_output,
                                    progress_bar=False, cwd=str(source.parent), kernel_name="python3",
@@ -55,6 +57,11 @@ def render(stage: str, config_name: str, sets: list[str] | tuple[str, ...] = (),
         raise
     finally:
         src_ipynb.unlink(missing_ok=True)
+        for k, v in saved.items():  # this process keeps its own environment
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     os.replace(partial, final)
     failed.unlink(missing_ok=True)
     return final

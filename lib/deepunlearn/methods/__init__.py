@@ -9,6 +9,7 @@ of its work inside the call, because the whole call is timed (spec D.0, E.4).
 from deepunlearn.methods.base import (
     MethodSpec,
     SearchContext,
+    Unlearner,
     create_method,
     final_hparams,
     get_method,
@@ -21,6 +22,7 @@ from deepunlearn.methods.base import (
 __all__ = [
     "MethodSpec",
     "SearchContext",
+    "Unlearner",
     "create_method",
     "final_hparams",
     "get_method",

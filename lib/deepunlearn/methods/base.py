@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -73,13 +74,34 @@ class SearchContext:
         return [b for b in BATCH_SIZES if b <= 128] if self.dataset == "utkface" else list(BATCH_SIZES)
 
 
+class Unlearner(Protocol):
+    """The method contract (spec D.0): a private copy of the Original model, the device data
+    (retain, forget, val), the hyperparameter dataclass; returns the unlearned model. Deterministic
+    under the run seed; all of its work happens inside the call, which is timed."""
+
+    def __call__(self, model: nn.Module, data: DeviceData, hp: Any, /) -> nn.Module: ...
+
+
+CONTRACT = ("model", "data", "hp")  # the positional parameters every method takes, in this order
+
+
+def check_contract(name: str, fn: Callable) -> None:
+    """A method must be `fn(model, data, hp) -> model`; anything else is one sentence at registration."""
+    params = list(inspect.signature(fn).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required_rest = [p for p in params[len(positional):] if p.default is p.empty and p.kind == p.KEYWORD_ONLY]
+    if tuple(p.name for p in positional) != CONTRACT or required_rest:
+        raise UserError(f"Method {name!r} is {fn.__name__}{inspect.signature(fn)}; a method must be "
+                        f"fn(model, data, hp) -> model (methods.Unlearner).")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """One registered method: its function, hyperparameter dataclass, search space and paper facts."""
 
     name: str
     display: str
-    fn: Callable[[nn.Module, DeviceData, Any], nn.Module]
+    fn: Unlearner
     hparams: type
     space: Callable[[Any, SearchContext], dict] | None
     paper: str = ""
@@ -172,6 +194,7 @@ def register_method(name: str, *, display: str, hparams: type, space: Callable |
     before any work. Undeclared `epochs`, `batch_size`, `lr`, `momentum`, `weight_decay` get the usual ones.
     """
     def deco(fn: Callable) -> Callable:
+        check_contract(name, fn)
         _METHODS[name] = MethodSpec(name, display, fn, hparams, space, paper, idea, reference, dict(domains or {}))
         return fn
     return deco
