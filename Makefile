@@ -27,11 +27,14 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@# Debian's real Fashion-MNIST (the demo's data) and a PostgreSQL server (the multi-worker sweep test)
+	@# Debian's real Fashion-MNIST (the demo's data), a PostgreSQL server (the multi-worker sweep test) and
+	@# Slurm with munge (the single-node cluster of the Slurm test: python -m deepunlearn.localslurm)
 	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
-	   { [ ! -d /usr/share/datasets/fashion-mnist ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
-		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist postgresql \
-		|| echo "note: could not install dataset-fashion-mnist / postgresql"; fi
+	   { [ ! -d /usr/share/datasets/fashion-mnist ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	     ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; }; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		  dataset-fashion-mnist postgresql slurm-wlm munge \
+		|| echo "note: could not install dataset-fashion-mnist / postgresql / slurm-wlm / munge"; fi
 	touch $(STAMP)
 
 test: setup  ## run the whole test suite (unit tests, servers, the papermill chain on tiny params); CI runs this

@@ -92,9 +92,8 @@ def run(port: int, notebook: str = "unlearn.py") -> list[dict]:
     """Start `make lab`, run `notebook` in it with the changed parameters, stop the server; the cells' results."""
     token = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k != "DEEPUNLEARN_ROOT"}  # as a user's shell: nothing set
-    lab = subprocess.Popen(["make", "--no-print-directory", "lab",
-                            f"LAB_ARGS=--no-browser --port={port} --IdentityProvider.token={token} "
-                            f"--ServerApp.port_retries=0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    lab_args = f"LAB_ARGS=--no-browser --port={port} --IdentityProvider.token={token} --ServerApp.port_retries=0"
+    lab = subprocess.Popen(["make", "--no-print-directory", "lab", lab_args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
