@@ -2,8 +2,9 @@
 
 `deepunlearn run STAGE CONFIG [--set KEY=VALUE ...] [--worker K]` is the one way to run a stage:
 make, the README and a Slurm job all call it. Without --worker it renders the stage's notebook
-(outputs/nb/<stage>/<config>.ipynb); `--worker K` runs one more worker of the stage's units instead
-(the sweep's studies), for other processes or machines that share outputs/.
+(outputs/nb/<stage>/<config>.ipynb); `--worker K` runs one worker of the stage's units instead
+(models, runs, scored rows, U-LiRA shadows, the sweep's trials), for other processes or machines
+that share outputs/; the notebook rendered afterwards reads what they built.
 """
 
 from __future__ import annotations
@@ -88,15 +89,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     if args.worker is not None:
-        from deepunlearn import config, search
-        from deepunlearn.experiment import stage_experiment
+        from deepunlearn import config, units
 
-        if args.stage != "sweep":
-            raise UserError(f"--worker is for the sweep stage; run the {args.stage} stage without it.")
-        cfg = config.load("sweep", args.config, args.set)
-        done = search.run_worker(cfg, stage_experiment(cfg), worker=args.worker)
-        print(f"sweep worker {args.worker} done in {time.time() - t0:.0f}s: {sum(done.values())} trials over "
-              f"{len(done)} studies", flush=True)
+        if args.stage == "analyze":
+            raise UserError("The analyze stage has no units to share; run it without --worker.")
+        cfg = config.load(args.stage, args.config, args.set)
+        built = units.run_worker(args.stage, cfg, worker=args.worker)
+        print(f"{args.stage} worker {args.worker} done in {time.time() - t0:.0f}s: {built} "
+              f"{'trials' if args.stage == 'sweep' else 'units'} built here", flush=True)
         return 0
     from deepunlearn import config, preflight
     from deepunlearn.render import render
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one parameter, the value read as YAML (e.g. --set 'methods=[ft]')")
     r.add_argument("--worker", type=int, default=None, metavar="K",
-                   help="run worker K of the stage's units instead of rendering (the sweep; K seeds its sampler)")
+                   help="run worker K of the stage's units instead of rendering (sweep: K seeds its sampler)")
     r.add_argument("--as", dest="name", default=None, metavar="NAME",
                    help="name of the executed notebook (default: CONFIG, plus -DATASET-ARCH when --set chose them)")
     r.set_defaults(fn=cmd_run)

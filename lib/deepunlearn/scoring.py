@@ -73,7 +73,7 @@ def resolve(cfg: AttackConfig) -> Attack:
 def _reference_row(a: Attack, seed: int) -> tuple[dict, Path]:
     """Metrics of the Retrained model of `seed` (cached); also the folder holding its losses."""
     exp = a.exp
-    params = {"model": reference_params(exp.data, exp.arch, seed, "retrain", exp.recipe), "version": VERSION}
+    params = row_key(a, seed, "retrain")["params"]
 
     def build(work: Path) -> None:
         model, meta = get_reference(exp.store, exp.data, exp.arch, seed, "retrain", exp.recipe,
@@ -84,6 +84,20 @@ def _reference_row(a: Attack, seed: int) -> tuple[dict, Path]:
 
     path = exp.store.get_or_compute("attack-metrics", params, build, label=f"{exp.dataset}-{exp.arch}-retrain-s{seed}")
     return read_json(path / "row.json"), path
+
+
+def row_key(a: Attack, seed: int, method: str) -> dict:
+    """The store key {"kind", "params"} of one scored row (the Retrained row is its reference's)."""
+    exp = a.exp
+    data, arch, recipe = exp.data, exp.arch, exp.recipe
+    retrain = reference_params(data, arch, seed, "retrain", recipe)
+    if method == "retrain":
+        return {"kind": "attack-metrics", "params": {"model": retrain, "version": VERSION}}
+    if method == "original":
+        model = reference_params(data, arch, seed, "original", recipe)
+    else:
+        model = unlearned_params(data, arch, seed, recipe, method, a.hparams[method])
+    return {"kind": "attack-metrics", "params": {"model": model, "retrain": retrain, "version": VERSION}}
 
 
 def method_row(a: Attack, seed: int, method: str) -> tuple[dict, dict[str, np.ndarray]]:
@@ -103,12 +117,7 @@ def method_row(a: Attack, seed: int, method: str) -> tuple[dict, dict[str, np.nd
         path = r_path
     else:
         hp = None if method == "original" else a.hparams[method]
-        if method == "original":
-            model_key = reference_params(data, arch, seed, "original", recipe)
-        else:
-            model_key = unlearned_params(data, arch, seed, recipe, method, hp)
-        params = {"model": model_key, "retrain": reference_params(data, arch, seed, "retrain", recipe),
-                  "version": VERSION}
+        params = row_key(a, seed, method)["params"]
 
         def build(work: Path) -> None:
             model, meta = get_unlearned(exp.store, data, arch, seed, recipe, method, hp, progress=exp.progress)
@@ -131,6 +140,15 @@ def method_row(a: Attack, seed: int, method: str) -> tuple[dict, dict[str, np.nd
     return row, dict(np.load(path / "losses.npz"))
 
 
+def shadows(a: Attack) -> ul.Shadows:
+    """The U-LiRA shadow setting of the config: its splits, the shadows' init seed and recipe."""
+    cfg, exp = a.cfg, a.exp
+    recipe = Recipe(**{**asdict(exp.recipe), "epochs": cfg.ulira_epochs}) if cfg.ulira_epochs else exp.recipe
+    splits = ul.make_lira_splits(ul.official_train(exp.data), cfg.ulira_splits, cfg.ulira_forget_sets)
+    return ul.Shadows(exp.store, exp.data, splits, exp.arch, cfg.ulira_seed, recipe, cfg.ulira_share_original,
+                      exp.progress)
+
+
 def ulira_results(a: Attack) -> dict[str, ul.UliraResult]:
     """U-LiRA of the Original, the Retrained model and every U-LiRA method (cached in the store); {} if off."""
     cfg, exp = a.cfg, a.exp
@@ -138,15 +156,12 @@ def ulira_results(a: Attack) -> dict[str, ul.UliraResult]:
         return {}
     if a.ulira is not None:
         return a.ulira
-    recipe = Recipe(**{**asdict(exp.recipe), "epochs": cfg.ulira_epochs}) if cfg.ulira_epochs else exp.recipe
-    splits = ul.make_lira_splits(ul.official_train(exp.data), cfg.ulira_splits, cfg.ulira_forget_sets)
-    shadows = ul.Shadows(exp.store, exp.data, splits, exp.arch, cfg.ulira_seed, recipe, cfg.ulira_share_original,
-                         exp.progress)
+    shadows_ = shadows(a)
     targets = [*ul.REFERENCES, *a.ulira_methods]
     progress = Progress(len(targets), f"U-LiRA {exp.label()}", exp.progress)
     a.ulira = {}
     for t in targets:
-        a.ulira[t] = ul.attack(shadows, t, a.hparams.get(t), statistic=cfg.ulira_statistic)
+        a.ulira[t] = ul.attack(shadows_, t, a.hparams.get(t), statistic=cfg.ulira_statistic)
         progress.done(f"{get_method(t).display} attacked, AUC {a.ulira[t].summary['auc']:.3f}")
     return a.ulira
 

@@ -118,6 +118,11 @@ class Store:
         """True if the complete artifact exists."""
         return (self.path(kind, params, label) / DONE).is_file()
 
+    def is_busy(self, kind: str, params: dict, label: str = "") -> bool:
+        """True if another process holds the artifact's lock (is building it) right now."""
+        with self._lock(self.path(kind, params, label), wait=False) as got:
+            return not got
+
     def lock_path(self, folder: Path) -> Path:
         """The lock file of the artifact whose final folder is `folder`."""
         return self.root / ".locks" / f"{folder.parent.name}-{folder.name}.lock"
@@ -213,6 +218,9 @@ class Store:
                     _remove_empty(work.parent, work.parent.parent)
                 raise
             write_json(work / "params.json", {"kind": kind, "label": label, "params": params})
+            if os.environ.get("DEEPUNLEARN_BUILD_LOG"):  # tests count who built what (each unit exactly once)
+                with open(os.environ["DEEPUNLEARN_BUILD_LOG"], "a") as log:
+                    log.write(f"{kind}/{final.name} {_holder()}\n")
             write_manifest(work)
             (work / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
             if final.exists():  # an incomplete leftover from an older layout: replace it

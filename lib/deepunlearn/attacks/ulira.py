@@ -385,15 +385,23 @@ class UliraResult:
     path: Path | None = None  # store folder; forgotten.npz there holds every forgotten observation's score
 
 
+def attack_key(shadows: Shadows, target: str, hp: Any = None, statistic: str = "logit", min_obs: int = 8,
+               min_std: float = 1e-2) -> dict:
+    """Store key of one U-LiRA attack: the shadow setting, the target and its hyperparameters, the statistic."""
+    spec_hp = {} if target in REFERENCES else hp_fields(target, hp)
+    sp = shadows.splits
+    return {"shadows": {"dataset": shadows.data.info.name, "arch": shadows.arch, "seed": shadows.seed,
+                        "recipe": asdict(shadows.recipe), "share_original": shadows.share_original,
+                        "device": shadows.data.device.type, "splits": sp.checksum(), **shadows._pool_key()},
+            "target": target, "hp": spec_hp, "statistic": statistic, "min_obs": min_obs, "min_std": min_std}
+
+
 def attack(shadows: Shadows, target: str, hp: Any = None, *, statistic: str = "logit",
            min_obs: int = 8, min_std: float = 1e-2) -> UliraResult:
     """U-LiRA of `target` (a method id, "original" or "retrain"), cached in the store."""
     spec_hp = {} if target in REFERENCES else hp_fields(target, hp)
     sp = shadows.splits
-    params = {"shadows": {"dataset": shadows.data.info.name, "arch": shadows.arch, "seed": shadows.seed,
-                          "recipe": asdict(shadows.recipe), "share_original": shadows.share_original,
-                          "device": shadows.data.device.type, "splits": sp.checksum(), **shadows._pool_key()},
-              "target": target, "hp": spec_hp, "statistic": statistic, "min_obs": min_obs, "min_std": min_std}
+    params = attack_key(shadows, target, hp, statistic, min_obs, min_std)
 
     def build(work: Path) -> None:
         obs = collect(shadows, target, spec_hp, statistic)
