@@ -10,6 +10,9 @@ CONFIG ?= demo
 WORKERS ?= 1
 STAMP  := $(VENV)/.setup-done
 RUN    := $(PY) -m deepunlearn.cli run
+# LAUNCH=<params/launch/NAME>: spread train, unlearn, attack (and paper's stages) over jobs (Slurm or local)
+LAUNCH ?=
+STAGE  := $(if $(LAUNCH),$(PY) -m deepunlearn.cli launch --with $(LAUNCH),$(RUN))
 # every path of a run is anchored here, whichever checkout the virtual environment was installed from
 export DEEPUNLEARN_ROOT := $(CURDIR)
 # pytest-xdist processes for make test, one thread each
@@ -89,11 +92,11 @@ space := $(empty) $(empty)
 comma := ,
 PAPER_ATTACKS := $(subst $(space),$(comma),$(foreach p,$(PAIRS),$(call paper_config,attack,$(p))@$(subst -,/,$(p))))
 
-paper: setup $(PAPER_NB)  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit"
+paper: setup $(PAPER_NB)  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit" [LAUNCH=slurm]
 	$(RUN) analyze paper --set 'attack=[$(PAPER_ATTACKS)]'
 
 $(PAPER_NB): outputs/nb/%.ipynb: | setup
-	$(RUN) $(firstword $(subst /, ,$*)) $(call paper_config,$(firstword $(subst /, ,$*)),$(call pair_of,$*)) \
+	$(STAGE) $(firstword $(subst /, ,$*)) $(call paper_config,$(firstword $(subst /, ,$*)),$(call pair_of,$*)) \
 	  --set dataset=$(word 1,$(subst -, ,$(call pair_of,$*))) --set arch=$(word 2,$(subst -, ,$(call pair_of,$*))) \
 	  --as $(notdir $*)
 $(foreach p,$(PAIRS),$(eval outputs/nb/sweep/paper-$(p).ipynb: outputs/nb/train/paper-$(p).ipynb))
@@ -101,13 +104,13 @@ $(foreach p,$(PAIRS),$(eval outputs/nb/unlearn/paper-$(p).ipynb: outputs/nb/swee
 $(foreach p,$(PAIRS),$(eval outputs/nb/attack/paper-$(p).ipynb: outputs/nb/unlearn/paper-$(p).ipynb))
 
 train: setup  ## render notebooks/train.py with params/train/$(CONFIG).yaml
-	@$(RUN) train $(CONFIG)
+	@$(STAGE) train $(CONFIG)
 
 unlearn: setup  ## render notebooks/unlearn.py with params/unlearn/$(CONFIG).yaml
-	@$(RUN) unlearn $(CONFIG)
+	@$(STAGE) unlearn $(CONFIG)
 
 attack: setup  ## render notebooks/attack.py with params/attack/$(CONFIG).yaml
-	@$(RUN) attack $(CONFIG)
+	@$(STAGE) attack $(CONFIG)
 
 sweep: setup  ## Optuna studies of params/sweep/$(CONFIG).yaml with WORKERS processes (share storage: README)
 	@for i in $$(seq 1 $$(($(WORKERS) - 1))); do $(RUN) sweep $(CONFIG) --worker $$i & done; \

@@ -110,6 +110,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Spread a stage's units over jobs (Slurm job arrays or local processes), then render its notebook."""
+    from deepunlearn import config, launch, paths, preflight
+
+    lcfg = config.load("launch", args.using)
+    if lcfg.executor not in ("local", "slurm"):
+        raise UserError(f"executor={lcfg.executor!r} in params/launch/{args.using}.yaml; choose local or slurm.")
+    if lcfg.workers < 1:
+        raise UserError(f"workers={lcfg.workers} in params/launch/{args.using}.yaml; give at least 1.")
+    if args.stage == "analyze":
+        raise UserError("The analyze stage has no units to spread; run it with `deepunlearn run analyze CONFIG`.")
+    preflight.check(args.stage, config.load(args.stage, args.config, args.set))  # before anything is submitted
+    sets = [a for s in args.set for a in ("--set", s)]
+    name = args.name or "-".join([args.config, *(str(v) for k, v in config.parse_sets(args.set).items()
+                                                 if k in ("dataset", "arch"))])
+    commands = [[sys.executable, "-m", "deepunlearn.cli", "run", args.stage, args.config, "--worker", str(k), *sets]
+                for k in range(lcfg.workers)]
+    res = launch.Resources(gpus_per_node=lcfg.gpus_per_node, cpus_per_task=lcfg.cpus_per_task, mem_gb=lcfg.mem_gb,
+                           timeout_min=lcfg.timeout_min, partition=lcfg.partition, account=lcfg.account,
+                           max_running=lcfg.max_running, slurm={k: str(v) for k, v in lcfg.slurm.items()})
+    logs = paths.logs_dir(f"{args.stage}-{name}")
+    env = {"DEEPUNLEARN_ROOT": str(paths.root())}  # the jobs anchor their paths where this command does
+    jobs = launch.launch(commands, executor=lcfg.executor, resources=res, log_dir=logs, cwd=paths.root(),
+                         name=f"du-{args.stage}-{name}", env=env)
+    print(f"[{time.strftime('%H:%M:%S')}] {args.stage}/{name}: {len(jobs)} {lcfg.executor} jobs "
+          f"{', '.join(j.job_id for j in jobs)}; logs in {logs}", flush=True)
+    if args.no_wait:
+        return 0
+    results = launch.wait(jobs)
+    for r in results:
+        print(f"  job {r.job_id}: {r.state}" + (f" (exit status {r.returncode})" if r.returncode else ""), flush=True)
+    failed = [r for r in results if r.state != "COMPLETED"]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(results)} jobs did not complete ({failed[0].job_id}: {failed[0].state}); "
+                        f"read its log in {logs} and launch again: the units they built are kept.")
+    if lcfg.render:
+        return cmd_run(argparse.Namespace(stage=args.stage, config=args.config, set=args.set, worker=None,
+                                          name=args.name))
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> None:
     """Print a config as the stage sees it: defaults, then the params file, then --set overrides."""
     import yaml
@@ -135,8 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--as", dest="name", default=None, metavar="NAME",
                    help="name of the executed notebook (default: CONFIG, plus -DATASET-ARCH when --set chose them)")
     r.set_defaults(fn=cmd_run)
+    la = sub.add_parser("launch", help="spread a stage's units over Slurm or local jobs, then render its notebook")
+    la.add_argument("stage", choices=stages)
+    la.add_argument("config")
+    la.add_argument("--with", dest="using", default="local", metavar="LAUNCH",
+                    help="params/launch/LAUNCH.yaml: executor, workers, per-job resources (default: local)")
+    la.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a stage parameter")
+    la.add_argument("--as", dest="name", default=None, metavar="NAME", help="name of the executed notebook")
+    la.add_argument("--no-wait", action="store_true", help="submit and return (render later with `deepunlearn run`)")
+    la.set_defaults(fn=cmd_launch)
     pa = sub.add_parser("params", help="print a config as the stage sees it (defaults, file, overrides)")
-    pa.add_argument("stage", choices=stages)
+    pa.add_argument("stage", choices=(*stages, "launch"))
     pa.add_argument("config")
     pa.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pa.set_defaults(fn=cmd_params)

@@ -128,8 +128,25 @@ class AnalyzeConfig:
     progress: bool = True  # a line per collected config
 
 
+@dataclass
+class LaunchConfig:
+    """How `deepunlearn launch` spreads a stage's units over jobs (params/launch/<name>.yaml; no notebook)."""
+
+    executor: str = "local"  # "local" (processes on this machine) or "slurm" (sbatch job arrays via submitit)
+    workers: int = 2  # jobs per stage, each one worker of its units (the sweep: of its trials)
+    gpus_per_node: int = 0  # GPUs per job; on one multi-GPU node, 1 gives one worker per GPU
+    cpus_per_task: int = 2  # CPU cores per job
+    mem_gb: float | None = None  # memory per job; None: the partition's default
+    timeout_min: int = 60  # wall-clock limit per job, minutes
+    partition: str | None = None  # Slurm partition; None: the cluster's default
+    account: str | None = None  # Slurm account to charge
+    max_running: int = 256  # array tasks running at once
+    slurm: dict = field(default_factory=dict)  # more sbatch options, e.g. {qos: high}
+    render: bool = True  # after the jobs, render the stage's notebook here from what they built
+
+
 CONFIGS: dict[str, type] = {"train": TrainConfig, "sweep": SweepConfig, "unlearn": UnlearnConfig,
-                            "attack": AttackConfig, "analyze": AnalyzeConfig}
+                            "attack": AttackConfig, "analyze": AnalyzeConfig, "launch": LaunchConfig}
 
 
 def config_class(stage: str) -> type:
