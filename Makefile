@@ -19,7 +19,7 @@ export DEEPUNLEARN_ROOT := $(CURDIR)
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast test-margins train unlearn attack sweep analyze paper figures bench lint lab clean
+.PHONY: help setup demo test test-fast test-margins train unlearn attack sweep analyze paper figures bench gpu-check lint lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -123,6 +123,9 @@ bench: setup  ## training throughput vs a torchvision DataLoader loop; small-map
 	$(PY) bench/train_throughput.py
 	$(PY) bench/small_map_convs.py
 	$(PY) bench/rte_under_load.py
+
+gpu-check: setup  ## the one GPU check (< 5 min): throughput, then train/sweep/unlearn (every method)/attack/analyze on CUDA
+	timeout 300 $(PY) bench/gpu_check.py
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check lib tests bench notebooks

@@ -151,6 +151,19 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    """Print the plan of a protocol: models, trials, epochs and estimated device-hours per stage."""
+    import pandas as pd
+
+    from deepunlearn import plan
+
+    table, timed = plan.plan(args.config, args.device)
+    with pd.option_context("display.width", 160, "display.max_rows", 200):
+        print(table.to_string(index=False, formatters={"device_hours": lambda h: f"{h:,.2f}"}))
+    print(f"device-hours estimated from per-sample training and inference times {timed}; an order of magnitude "
+          f"to size an allocation with (methods differ around the mean searched epochs)")
+
+
 def cmd_params(args: argparse.Namespace) -> None:
     """Print a config as the stage sees it: defaults, then the params file, then --set overrides."""
     import yaml
@@ -185,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     la.add_argument("--as", dest="name", default=None, metavar="NAME", help="name of the executed notebook")
     la.add_argument("--no-wait", action="store_true", help="submit and return (render later with `deepunlearn run`)")
     la.set_defaults(fn=cmd_launch)
+    pl = sub.add_parser("plan", help="models, trials, epochs and estimated device-hours of a protocol, before the spend")
+    pl.add_argument("config", help="a protocol: the name of its params files (paper, demo, ...)")
+    pl.add_argument("--device", default="auto", help="where to measure the per-sample times (auto, cpu, cuda)")
+    pl.set_defaults(fn=cmd_plan)
     pa = sub.add_parser("params", help="print a config as the stage sees it (defaults, file, overrides)")
     pa.add_argument("stage", choices=(*stages, "launch"))
     pa.add_argument("config")
