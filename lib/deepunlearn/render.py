@@ -45,8 +45,11 @@ def render(stage: str, config_name: str, sets: list[str] | tuple[str, ...] = (),
     saved = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)
     try:
-        papermill.execute_notebook(str(src_ipynb), str(partial), parameters=params, log_output=log_output,
-                                   progress_bar=False, cwd=str(source.parent), kernel_name="python3",
+        # the kernel's own prints (progress lines, notes) reach this terminal as they come; tables stay in
+        # the executed notebook
+        echo = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if log_output else {}
+        papermill.execute_notebook(str(src_ipynb), str(partial), parameters=params, progress_bar=False,
+                                   cwd=str(source.parent), kernel_name="python3", **echo,
                                    # the kernel's own log only warns that its local TCP sockets are unencrypted
                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except papermill.PapermillExecutionError as e:

@@ -137,6 +137,9 @@ def stage_units(stage: str, cfg: Any) -> tuple[Store, list[Unit], str, bool]:
 def run_worker(stage: str, cfg: Any, worker: int = 0) -> int:
     """One worker of `stage`: build what is left of its units (the sweep: its studies' trials)."""
     if stage == "sweep":
-        return sum(search.run_worker(cfg, stage_experiment(cfg), worker=worker).values())
+        exp = stage_experiment(cfg)
+        done = search.run_worker(cfg, exp, worker=worker)
+        search.summarize(cfg, exp)  # every study is complete now: whichever worker ends last leaves best.yaml
+        return sum(done.values())
     store, units, what, show = stage_units(stage, cfg)
     return work(store, units, what, worker, show)
