@@ -67,8 +67,8 @@ class SweepConfig:
 
 
 @dataclass
-class UnlearnConfig:
-    """Parameters of notebooks/unlearn.py."""
+class MethodsConfig:
+    """What the unlearn and attack stages share: the models they start from and the methods they run."""
 
     profile: str = "demo"  # params/train/<profile>.yaml: the data and recipe of the Original/Retrained models
     dataset: str | None = None  # None: the profile's dataset
@@ -78,23 +78,21 @@ class UnlearnConfig:
     hparams: dict = field(default_factory=dict)  # {method: {hyperparameter: value}}; missing: defaults
     best: str | None = None  # a sweep name: its best.yaml for this (dataset, arch) gives the hyperparameters
     seeds: list[int] | None = None  # None: the profile's seeds
+
+
+@dataclass
+class UnlearnConfig(MethodsConfig):
+    """Parameters of notebooks/unlearn.py."""
+
     device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
     store: str = "outputs/store"  # content-addressed artifact store
     progress: bool = True  # a line per run
 
 
 @dataclass
-class AttackConfig:
-    """Parameters of notebooks/attack.py."""
+class AttackConfig(MethodsConfig):
+    """Parameters of notebooks/attack.py (the Original and Retrained rows are always added to `methods`)."""
 
-    profile: str = "demo"  # params/train/<profile>.yaml: the data and recipe of the Original/Retrained models
-    dataset: str | None = None  # None: the profile's dataset
-    arch: str | None = None  # None: the profile's architecture
-    methods: list[str] = field(default_factory=lambda: ["ft"])  # method ids, or ["all"]; O and R always added
-    plugins: list[str] = field(default_factory=list)  # .py files (or modules) defining your own methods
-    hparams: dict = field(default_factory=dict)  # {method: {hyperparameter: value}}; missing: defaults
-    best: str | None = None  # a sweep name: its best.yaml for this (dataset, arch) gives the hyperparameters
-    seeds: list[int] | None = None  # None: the profile's seeds
     ulira: bool = False  # also run U-LiRA
     ulira_methods: list[str] | None = None  # methods U-LiRA attacks (None: `methods`); O and R always
     ulira_splits: int = 8  # shadow train/held-out splits (the paper: 64)
