@@ -125,3 +125,11 @@ def test_a_bad_params_file_is_one_sentence_through_make(case, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout
     assert len(errors) == 1 and sentence in errors[0] and str(root / "params" / "unlearn" / "bad.yaml") in errors[0]
     assert not (root / "outputs").exists()
+
+
+def test_a_misspelt_config_name_names_the_configs_there_are(capsys):
+    # `make figures CONFIG=dmeo` used to end in a raw FileNotFoundError
+    assert cli.main(["run", "analyze", "dmeo", "--set", "from_results=true", "--as", "dmeo-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: No params file {ROOT / 'params' / 'analyze' / 'dmeo.yaml'}; choose an analyze config "
+                   f"from demo, paper, preview, tiny.\n")

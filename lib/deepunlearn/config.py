@@ -219,7 +219,8 @@ def parse_sets(items: list[str] | tuple[str, ...]) -> dict:
 def _read_file(stage: str, path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not path.is_file():
         have = ", ".join(paths.params_names(stage)) if path.parent == paths.root() / "params" / stage else ""
-        raise UserError(f"No params file {path}; choose a {stage} config from {have or 'the params/ folder'}.")
+        raise UserError(f"No params file {path}; choose {'an' if stage[0] in 'aeiou' else 'a'} {stage} config from "
+                        f"{have or 'the params/ folder'}.")
     text = path.read_text()
     if not text.strip():  # a zero-byte file is a failed write or a slip; all defaults is said with a comment
         raise UserError(f"{path} is empty; write one `key: value` line per parameter that differs from the "
