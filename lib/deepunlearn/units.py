@@ -139,7 +139,8 @@ def run_worker(stage: str, cfg: Any, worker: int = 0) -> int:
     if stage == "sweep":
         exp = stage_experiment(cfg)
         done = search.run_worker(cfg, exp, worker=worker)
-        search.summarize(cfg, exp)  # every study is complete now: whichever worker ends last leaves best.yaml
+        if cfg.n_trials:  # every study is complete now: whichever worker ends last leaves best.yaml
+            search.summarize(cfg, exp)
         return sum(done.values())
     store, units, what, show = stage_units(stage, cfg)
     return work(store, units, what, worker, show)
