@@ -160,8 +160,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
     table, timed = plan.plan(args.config, args.device)
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         print(table.to_string(index=False, formatters={"device_hours": lambda h: f"{h:,.2f}"}))
-    print(f"device-hours estimated from per-sample training and inference times {timed}; an order of magnitude "
-          f"to size an allocation with (methods differ around the mean searched epochs)")
+    print(f"models: trained or unlearned (a sweep trial is one); epochs: training passes, counted in retain sets; "
+          f"device_hours: per-sample training and inference times {timed}, times the {plan.OVERHEAD}x overhead "
+          f"measured on the CPU demo: an order of magnitude to size an allocation with, not a promise. Not counted: "
+          f"the U-LiRA searches of spec G.2 (this attack reuses the main sweep's hyperparameters).")
 
 
 def cmd_params(args: argparse.Namespace) -> None:

@@ -40,6 +40,11 @@ class Speed:
 
 
 _SPEEDS: dict[tuple, Speed] = {}
+# A stage costs more than its bare training steps: evaluations of every split after each run, the
+# methods' own extra passes (FF's C backward passes per batch, SCRUB's per-epoch evaluations, BT's
+# teachers), checkpoints, process start-up. On the CPU demo the four stages took 124 / 412 / 434 /
+# 667 s against bare-step estimates of 36 / 108 / 108 / 216 s (3.1x to 4.0x): the plan multiplies by this.
+OVERHEAD = 3.5
 
 
 def measure(arch: str, num_classes: int, img_size: int, device: torch.device, batch: int = 128,
@@ -112,7 +117,7 @@ def _rows(name: str, dataset: str, arch: str, device: torch.device) -> list[dict
     rows = []
 
     def row(stage: str, models: int, trials: int, sample_epochs: float, samples_inferred: float) -> None:
-        seconds = sample_epochs * sp.train + samples_inferred * sp.infer
+        seconds = OVERHEAD * (sample_epochs * sp.train + samples_inferred * sp.infer)
         rows.append({"pair": f"{dataset}/{arch}", "stage": stage, "models": models, "trials": trials,
                      "epochs": round(sample_epochs / max(1, n["retain"])), "device_hours": seconds / 3600})
 
