@@ -26,6 +26,8 @@
 # %% tags=["parameters"]
 name = "demo"  # names the outputs: <out>/reports/<name>/ and <out>/figures/<name>/
 attack = ["demo"]  # attack configs, each "NAME" or "NAME@dataset/arch"
+replicates = []  # attack entries as `attack`, from a replicate sweep: τ
+sweeps = []  # sweep configs, 2 replicates a pair (ours first): τ vs budget
 out = "outputs"  # root of the reports/ and figures/ folders
 figures = None  # tables and figures folder; None: <out>/figures/<name> (paper: figures)
 from_results = False  # True: reuse <out>/reports/<name>/ (results and curves), asking the store nothing

@@ -112,6 +112,8 @@ class AnalyzeConfig:
 
     name: str = "demo"  # names the outputs: <out>/reports/<name>/ and <out>/figures/<name>/
     attack: list[str] = field(default_factory=lambda: ["demo"])  # attack configs, each "NAME" or "NAME@dataset/arch"
+    replicates: list[str] = field(default_factory=list)  # attack entries as `attack`, from a replicate sweep: τ
+    sweeps: list[str] = field(default_factory=list)  # sweep configs, 2 replicates a pair (ours first): τ vs budget
     out: str = "outputs"  # root of the reports/ and figures/ folders
     figures: str | None = None  # tables and figures folder; None: <out>/figures/<name> (paper: figures)
     from_results: bool = False  # True: reuse <out>/reports/<name>/ (results and curves), asking the store nothing

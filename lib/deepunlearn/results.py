@@ -43,10 +43,11 @@ def attack_config(entry: str, **overrides: Any) -> AttackConfig:
     return config.load("attack", name, **pair, **overrides)
 
 
-def collect(entries: list[str], configs: list[AttackConfig], curves_dir: Path, loss_seed: int | None = None,
+def collect(entries: list[str], configs: list[AttackConfig], curves_dir: Path | None, loss_seed: int | None = None,
             progress: bool = True) -> pd.DataFrame:
     """Score every attack config (a read of the store when all is done), saving each one's curves in `curves_dir`.
 
+    `curves_dir` None saves no curves (a replicate's rows: only its table is used).
     A (dataset, arch, method, seed) present in two configs keeps its last row.
     """
     if not configs:
@@ -59,6 +60,8 @@ def collect(entries: list[str], configs: list[AttackConfig], curves_dir: Path, l
         t = scoring.table(a)
         t.insert(0, "config", entry)
         tables.append(t)
+        if curves_dir is None:
+            continue
         seed = loss_seed if loss_seed is not None and loss_seed in a.seeds else a.seeds[0]
         scoring.save_curves(curves_dir / f"{slug(entry)}.npz", a, seed)
     table = pd.concat(tables, ignore_index=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepunlearn import paths, plots, ranking, report, results, scoring
+from deepunlearn import claims, config, paths, plots, ranking, report, results, scoring, search, stability
 from deepunlearn.config import AnalyzeConfig
 from deepunlearn.errors import UserError
 
@@ -31,6 +31,11 @@ class Analysis:
     report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     env: dict[str, str] | None = None  # this analysis's machine, measured once
+    replicate_cfgs: list = field(default_factory=list)  # the attack configs of `replicates`
+    replicate: pd.DataFrame | None = None  # the replicate search's results table
+    curve: pd.DataFrame | None = None  # τ against the budget per (dataset, arch), from `sweeps`
+    agreement: pd.DataFrame | None = None  # best search score vs final RetDev per (dataset, arch), from `sweeps`
+    notes: list[str] = field(default_factory=list)  # why a stability measure could not be taken
 
     @property
     def report_dir(self) -> Path:
@@ -53,7 +58,7 @@ def check(cfg: AnalyzeConfig) -> None:
         raise UserError("level and alpha must lie strictly between 0 and 1.")
     if not cfg.attack:
         raise UserError("`attack` is empty; list the params/attack/<name>.yaml configs to analyse.")
-    for entry in cfg.attack:
+    for entry in [*cfg.attack, *cfg.replicates, *cfg.sweeps]:
         results.parse_entry(entry)
 
 
@@ -66,7 +71,8 @@ def start(cfg: AnalyzeConfig) -> Analysis:
     if cfg.from_results:
         return Analysis(cfg, [])
     over = {"store": cfg.store, "progress": cfg.progress, **({"device": cfg.device} if cfg.device else {})}
-    return Analysis(cfg, [results.attack_config(n, **over) for n in cfg.attack])
+    return Analysis(cfg, [results.attack_config(n, **over) for n in cfg.attack],
+                    replicate_cfgs=[results.attack_config(n, **over) for n in cfg.replicates])
 
 
 def _timed(a: Analysis, step: str, t0: float) -> None:
@@ -74,14 +80,22 @@ def _timed(a: Analysis, step: str, t0: float) -> None:
 
 
 def collect(a: Analysis) -> pd.DataFrame:
-    """The tidy results table of every attack config (CSV and parquet) and its figures' curves, beside the report."""
+    """The tidy results table of every attack config (CSV and parquet) and its figures' curves, beside the report.
+
+    The replicate search's rows (`replicates`), if any, go beside it as replicate.csv and .parquet.
+    """
     t0 = time.time()
     if a.cfg.from_results:
         a.table = results.load(a.report_dir)
+        a.replicate = results.load(a.report_dir, "replicate") if a.cfg.replicates else None
     else:
         a.table = results.collect(a.cfg.attack, a.attack_cfgs, a.report_dir / "curves", a.cfg.loss_seed,
                                   a.cfg.progress)
+        if a.cfg.replicates:
+            a.replicate = results.collect(a.cfg.replicates, a.replicate_cfgs, None, progress=a.cfg.progress)
     results.save(a.table, a.report_dir)
+    if a.replicate is not None:
+        results.save(a.replicate, a.report_dir, "replicate")
     _timed(a, "collect", t0)
     return a.table
 
@@ -92,7 +106,144 @@ def rank(a: Analysis) -> pd.DataFrame:
     a.ranking = ranking.rank(a.table, a.cfg.level, a.cfg.n_boot, a.cfg.alpha, a.cfg.friedman_by)
     a.ranking.summary.to_csv(a.report_dir / "summary.csv", index=False)
     _timed(a, "rank", t0)
+    measure_stability(a)
     return a.ranking.overall
+
+
+# ---------------------------------------------------------------- ranking stability (replicate searches)
+
+@dataclass
+class SweepStudies:
+    """One replicate of a sweep on one (dataset, arch): its studies and the budget its best.yaml used."""
+
+    entry: str
+    replicate: int
+    n_trials: int
+    seeds: list[int]
+    studies: dict  # method -> [optuna studies, one per seed]
+
+
+def _pair_studies(entry: str, cfg: AnalyzeConfig) -> tuple[tuple[str, str], SweepStudies | str]:
+    """((dataset, arch), the sweep's studies) of one `sweeps` entry, or a sentence on why they are missing.
+
+    Only existing studies are opened: opening a missing one would create it, and the analysis writes no study.
+    """
+    from deepunlearn.experiment import stage_experiment
+
+    name, dataset, arch = results.parse_entry(entry)
+    pair = {k: v for k, v in (("dataset", dataset), ("arch", arch)) if v is not None}
+    scfg = config.load("sweep", name, **pair, store=cfg.store, progress=False)
+    exp = stage_experiment(scfg)
+    where = (exp.dataset, exp.arch)
+    if not search.sweep_dir(scfg, exp).is_dir():
+        return where, f"sweep {entry} has no studies on {exp.label()}"
+    if scfg.storage is None:
+        missing = [n for _, _, n, url in search.studies(scfg, exp) if not Path(url.removeprefix("sqlite:///")).is_file()]
+        if missing:
+            return where, f"sweep {entry} lacks the studies {', '.join(missing)}"
+    return where, SweepStudies(entry, scfg.replicate, scfg.n_trials, list(scfg.seeds),
+                               search.load_studies(scfg, exp))
+
+
+def _agreement(t: pd.DataFrame, ds: str, arch: str, s: SweepStudies) -> pd.DataFrame:
+    """Best search score (at the sweep's own budget) vs final seed-mean RetDev, the Original as the yardstick."""
+    scores = stability.budget_bests(s.studies, s.n_trials)
+    ref = stability.table_search_scores(t, ds, arch, s.seeds)  # what doing nothing scores
+    if "original" in ref:
+        scores["original"] = ref["original"]
+    retdev = {m: v for m, v in stability.pair_retdev(t, ds, arch).items() if m != "retrain"}
+    return stability.agreement(scores, retdev).assign(dataset=ds, arch=arch)
+
+
+def _sweep_stability(a: Analysis) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """τ against the budget and the search-vs-final agreement of every (dataset, arch) with two listed replicates."""
+    by_pair: dict[tuple[str, str], list[SweepStudies]] = {}
+    for entry in a.cfg.sweeps:
+        where, got = _pair_studies(entry, a.cfg)
+        if isinstance(got, str):
+            a.notes.append(got)
+        else:
+            by_pair.setdefault(where, []).append(got)
+    curves, agree = [], []
+    for (ds, arch), reps in by_pair.items():
+        if len(reps) != 2 or reps[0].replicate == reps[1].replicate:
+            a.notes.append(f"{ds}/{arch}: `sweeps` needs two replicates with different `replicate` (got "
+                           f"{', '.join(f'{r.entry} (replicate {r.replicate})' for r in reps)})")
+            continue
+        curves.append(stability.tau_curve(reps[0].studies, reps[1].studies).assign(dataset=ds, arch=arch))
+        if ((a.table["dataset"] == ds) & (a.table["arch"] == arch)).any():
+            agree.append(_agreement(a.table, ds, arch, reps[0]))
+    return _stack(curves), _stack(agree)
+
+
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    """The per-pair frames as one, dataset and arch first; None if there are none."""
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    return df[["dataset", "arch"] + [c for c in df.columns if c not in ("dataset", "arch")]]
+
+
+def measure_stability(a: Analysis) -> None:
+    """From the studies of `sweeps`: τ against the budget and search score vs final RetDev, saved beside the table.
+
+    From saved results the saved files are read back and no study is opened. (The τ of the final rankings
+    needs only the two results tables: `stability_text` computes it.)
+    """
+    if not a.cfg.sweeps:
+        return
+    t0 = time.time()
+    if a.cfg.from_results:
+        a.curve = _load_optional(a.report_dir, "stability")
+        a.agreement = _load_optional(a.report_dir, "agreement")
+        notes = _load_optional(a.report_dir, "stability-notes")
+        a.notes = [] if notes is None else notes["note"].tolist()
+    else:
+        a.curve, a.agreement = _sweep_stability(a)
+        saved = (("stability", a.curve), ("agreement", a.agreement),
+                 ("stability-notes", pd.DataFrame({"note": a.notes}) if a.notes else None))
+        for name, df in saved:
+            if df is not None:
+                results.save(df, a.report_dir, name)
+    _timed(a, "stability", t0)
+
+
+def _load_optional(folder: Path, name: str) -> pd.DataFrame | None:
+    return results.load(folder, name) if (folder / f"{name}.csv").is_file() else None
+
+
+def _trials_text(*tables: pd.DataFrame) -> str:
+    """'N trials per study' when every searched method of the tables had the same budget, else ''."""
+    budgets = set()
+    for t in tables:
+        if "trials" in t.columns:
+            budgets |= set(t.loc[~t["method"].isin(ranking.REFERENCES) & (t["trials"] > 0), "trials"].astype(int))
+    return f"{budgets.pop()} trials per study" if len(budgets) == 1 else ""
+
+
+def stability_text(a: Analysis) -> str:
+    """The protocol's 'ranking stability' line: τ of the final rankings and against the budget, where measured."""
+    parts = []
+    if a.replicate is not None:
+        s = stability.final_stability(a.table, a.replicate)
+        parts.append(stability.final_sentence(s, _trials_text(a.table, a.replicate)))
+    if a.curve is not None:
+        for (ds, arch), g in a.curve.groupby(["dataset", "arch"], sort=False):
+            parts.append(f"{ds}/{arch}: {stability.budget_sentence(g.reset_index(drop=True))}")
+    parts += [f"not measured: {n}" for n in a.notes]
+    if not parts:
+        return ("not measured: it needs a replicate search (sweep `replicate: 1`) with its own unlearn and attack "
+                "runs, listed in `replicates` (Kendall's τ of the final rankings), and both sweeps in `sweeps` "
+                "(τ against the search budget)")
+    return "; ".join(parts)
+
+
+def agreement_text(a: Analysis) -> str:
+    """The protocol's 'search score vs final RetDev' line, per (dataset, arch) with a sweep listed."""
+    if a.agreement is None:
+        return "not measured: list this run's sweep (and a replicate) in `sweeps`"
+    return " ".join(f"{ds}/{arch}: {stability.agreement_sentence(g, displays=a.ranking.displays)}"
+                    for (ds, arch), g in a.agreement.groupby(["dataset", "arch"], sort=False))
 
 
 def _listing(values) -> str:
@@ -149,8 +300,9 @@ def protocol(a: Analysis) -> pd.DataFrame:
                                          f"matmul {env.get('fp32 matmul GFLOP/s', '?')} GFLOP/s (measured now)")),
             ("code version", f"{env.get('code version', '?')} (commit {env.get('git commit', '?')})"),
             ("intervals", ranking.interval_name(r)), ("significance", ranking.cd_sentence(r)),
-            ("ranking stability", ("not measured: it needs replicate searches of every method "
-                                  "(Kendall's τ between their rankings), which this run does not have"))]
+            ("ranking stability", stability_text(a))]
+    if a.agreement is not None:
+        rows.append(("search score vs final RetDev", agreement_text(a)))
     return pd.DataFrame(rows, columns=["", "this run"])
 
 
@@ -176,11 +328,34 @@ def write_tables(a: Analysis) -> pd.DataFrame:
             a.tables[f"ulira-{ds}-{arch}"] = (
                 (f"{ds} / {arch}: U-LiRA on the forgotten samples (one seed); the Original and Retrained rows are "
                 "the references, a method should sit near the Retrained's values"), ul)
+    a.tables["claims"] = (
+        ("The paper's headline claims against these results. Among the best / weak: the method's possible "
+         "positions (Nemenyi CD on RetDev; failed group last) against the top / bottom third. Better baseline: "
+         f"two-sided Wilcoxon signed-rank on paired RetDev at α = {a.cfg.alpha}"),
+        claims.verdicts(a.table, r, a.cfg.alpha))
+    if a.curve is not None:
+        a.tables["stability"] = (
+            ("Kendall's τ and top-3 overlap between two replicate searches' method orders by best search score, "
+             "per budget (the first k complete trials of every study; every budget up to 10, then every 10th)"),
+            _rounded(stability.curve_rows(a.curve)))
+    if a.agreement is not None:
+        a.tables["search-vs-final"] = (
+            ("Best search score (spec F, at the sweep's budget; the Original's from its final runs) against the final "
+             "seed-mean RetDev, with their ranks; shift = RetDev rank − search rank"), _rounded(a.agreement))
     a.tables["glossary"] = ("Metrics and which direction is better", ranking.glossary_table())
     for name, (caption, df) in a.tables.items():
         report.write_table(df, a.figures_dir, name, caption)
     _timed(a, "tables", t0)
     return a.tables["main"][1]
+
+
+def _rounded(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Float columns as text with `digits` decimals ('–' for NaN), for the Markdown, LaTeX and HTML tables."""
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = [("–" if pd.isna(v) else f"{v:.{digits}f}") for v in out[c]]
+    return out
 
 
 def draw(a: Analysis) -> list[str]:
