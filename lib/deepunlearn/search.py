@@ -363,7 +363,7 @@ def load_studies(cfg: SweepConfig, exp: Experiment) -> dict[str, list[optuna.Stu
     """{method: [its studies, one per seed]} from the sweep's storage."""
     out: dict[str, list] = {}
     for method, seed, name, url in studies(cfg, exp):
-        out.setdefault(method, []).append(open_study(url, name, seed, cfg.heartbeat))
+        out.setdefault(method, []).append(open_study(url, name, seed + REPLICATE_STRIDE * cfg.replicate, cfg.heartbeat))
     return out
 
 
