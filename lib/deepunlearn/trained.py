@@ -27,7 +27,7 @@ from deepunlearn.training import (
     TRIES,
     Recipe,
     accuracy,
-    epochs_time,
+    epochs_attempt,
     fastest,
     fit,
     machine_id,
@@ -95,9 +95,9 @@ def get_reference(store: Store, data: DeviceData, arch: str, seed: int, role: st
 
     `desc` labels its progress line (U-LiRA's shadows say which split they are). The Retrained model's
     time is the T_R of RTE: besides the raw wall `time` its meta holds `attempts`, the first being
-    epochs × the median epoch (load that hit a minority of epochs drops out) and, if the training still
-    ran loaded, throwaway epochs re-timed (`training.retime`); `retime_load=False` skips those (U-LiRA's
-    shadows, whose times nothing reads).
+    epochs × the median epoch of those whose probes show no load (`training.epochs_attempt`) and, if none
+    did, throwaway epochs re-timed (`training.retime`); `retime_load=False` skips those (U-LiRA's shadows,
+    whose times nothing reads).
     """
     params = reference_params(data, arch, seed, role, recipe)
 
@@ -108,15 +108,14 @@ def get_reference(store: Store, data: DeviceData, arch: str, seed: int, role: st
         probe = partial(matmul_gflops, data.device)
         # what is known of the machine's quiet speed before this run's own probes
         quiet = max(quiet_gflops(data.device), _original_quiet(store, data, arch, seed, recipe))
-        before = probe()  # the machine's speed beside the time (spec E.4, RTE)
         split = list(ROLES[role])
+        # the machine's speed beside the time, around every epoch (spec E.4, RTE)
         result = fit(model, data, split, recipe, seed=RUN_SEED, ckpt_dir=ckpt, progress=progress,
-                     desc=desc or f"{ROLE_NAMES[role]} {arch} seed {seed}")
-        result["gflops"] = {"before": before, "after": probe()}
-        epochs = [h.get("seconds") for h in result["history"]]
-        # a run resumed from a checkpoint written before per-epoch seconds were kept: its wall time only
-        seconds = epochs_time(epochs, recipe.epochs) if None not in epochs else result["time"]
-        first = {"seconds": seconds, "gflops": result["gflops"]}
+                     desc=desc or f"{ROLE_NAMES[role]} {arch} seed {seed}", probe=probe)
+        if all("gflops" in h for h in result["history"]):
+            first = epochs_attempt(result["history"], recipe.epochs, quiet)
+        else:  # resumed from a checkpoint written before epochs were probed: the wall time is all there is
+            first = {"seconds": result["time"], "gflops": result["gflops"]}
         tries = TRIES if role == "retrain" and retime_load else 1  # only T_R enters an RTE
 
         def one_more() -> tuple[None, float]:
