@@ -84,3 +84,19 @@ def test_speed_flags_name_the_rtes_timed_at_speeds_far_apart():
     assert ranking.speed_flags(table.assign(speed_gap=np.nan)).startswith("None of the 12 RTEs has a speed measurement")
     table.loc[table["method"] == "a", "speed_gap"] = np.nan
     assert ranking.speed_flags(table).endswith("2 RTEs have no speed measurement (older stored runs) and are raw ratios.")
+
+
+def test_speed_flags_count_the_runs_re_timed_under_load_and_the_table_keeps_the_wall_ratio():
+    table = make_table({("ds1", "net"): PAIR_A})
+    table["speed_gap"], table["unlearn_tries"], table["retrain_tries"] = 0.05, 1, 1
+    table["rte_wall"] = table["rte"] / 2
+    table.loc[(table["method"] == "b") & (table["seed"] == 1), "unlearn_tries"] = 3
+    table.loc[(table["method"] == "c") & (table["seed"] == 1), "unlearn_tries"] = 2
+    table.loc[table["seed"] == 0, "retrain_tries"] = 2  # one Retrained training, on every row of its seed
+    assert ranking.speed_flags(table).endswith(
+        "Run again because their speed probes showed a loaded machine (the fastest time kept): "
+        "2 unlearning runs and 1 Retrained training.")
+    table["unlearn_tries"], table["retrain_tries"] = 1, 1
+    assert "Run again" not in ranking.speed_flags(table)
+    rte = ranking.rte_table(ranking.rank(table, n_boot=100)).set_index("method")
+    assert "ds1/net wall RTE" in rte.columns and "ds1/net RTE at speed" not in rte.columns

@@ -52,13 +52,170 @@ def test_resume_after_interruption_gives_same_weights(digits, tmp_path, monkeypa
 
     interrupted = fresh(digits)
     monkeypatch.setattr(training, "train_epoch", dying_epoch)
+    probe = lambda: training.matmul_gflops("cpu", seconds=0.005)  # probes between epochs change nothing
     with pytest.raises(KeyboardInterrupt):
-        fit(interrupted, digits, "retain", recipe, ckpt_dir=tmp_path, progress=False)
+        fit(interrupted, digits, "retain", recipe, ckpt_dir=tmp_path, progress=False, probe=probe)
     monkeypatch.setattr(training, "train_epoch", real_epoch)
     resumed = fresh(digits)  # a new process would start from the initialisation again
-    result = fit(resumed, digits, "retain", recipe, ckpt_dir=tmp_path, progress=False)
+    result = fit(resumed, digits, "retain", recipe, ckpt_dir=tmp_path, progress=False, probe=probe)
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     assert same_weights(resumed, uninterrupted)
+
+
+# --- run times an RTE can rest on (no timing is asserted: the clock and the probes are faked) ---------
+
+def fake(values):
+    """A callable returning `values` one by one (a probe or a timed call), counting its calls."""
+    it = iter(values)
+
+    def call(*_):  # a probe is called with the device
+        call.n += 1
+        return next(it)
+
+    call.n = 0
+    return call
+
+
+def attempt(seconds, before, after):
+    return {"seconds": seconds, "gflops": {"before": before, "after": after}}
+
+
+def test_fit_keeps_every_epochs_seconds_and_probes_between_epochs_without_changing_the_weights(digits):
+    recipe = Recipe(epochs=3, batch_size=256)
+    plain, probed = fresh(digits), fresh(digits)
+    fit(plain, digits, "retain", recipe, progress=False)
+    probe = fake([1.0, 2.0, 3.0, 4.0])
+    result = fit(probed, digits, "retain", recipe, progress=False, probe=probe)
+    seconds = [h["seconds"] for h in result["history"]]
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert sum(seconds) == pytest.approx(result["time"])
+    assert [h["gflops"] for h in result["history"]] == [{"before": 1.0, "after": 2.0}, {"before": 2.0, "after": 3.0},
+                                                        {"before": 3.0, "after": 4.0}]
+    assert result["gflops"] == {"before": 1.0, "after": 4.0} and probe.n == 4
+    assert same_weights(plain, probed)
+    # the real probe draws from its own generator: the global RNG, hence training, is left alone
+    state = torch.random.get_rng_state()
+    training.matmul_gflops("cpu", seconds=0.01)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_epochs_attempt_times_the_quiet_epochs_only():
+    def epoch(seconds, before, after):
+        return {"seconds": seconds, "gflops": {"before": before, "after": after}}
+
+    # a warm-up epoch, then a load that began during epoch 4 and ended during epoch 5 (probes are shared
+    # between neighbouring epochs): epochs 1, 2, 3 and 6 ran quiet, and their median epoch is the quiet 10 s
+    history = [epoch(12.0, 100.0, 100.0), epoch(10.0, 100.0, 97.0), epoch(10.0, 97.0, 99.0),
+               epoch(30.0, 99.0, 40.0), epoch(31.0, 40.0, 98.0), epoch(10.0, 98.0, 100.0)]
+    a = training.epochs_attempt(history, 6, quiet=0.0)  # nothing known beforehand: the epochs' own probes
+    assert a == {"seconds": 60.0, "gflops": {"before": 99.0, "after": 99.5}}
+    # every epoch loaded: all count, and their probes say it (for `retime`)
+    loaded = [epoch(30.0, 40.0, 40.0), epoch(32.0, 40.0, 45.0)]
+    a = training.epochs_attempt(loaded, 2, quiet=100.0)
+    assert a == {"seconds": 62.0, "gflops": {"before": 40.0, "after": 42.5}}
+    assert training.is_loaded(a["gflops"], 100.0)
+
+
+def test_epochs_time_ignores_a_minority_of_loaded_epochs():
+    # 7 epochs of 10 s, the first slowed by warm-up and two by a competing process: the quiet 70 s
+    assert training.epochs_time([12.0, 10.0, 10.0, 30.0, 10.0, 31.0, 10.0], 7) == 70.0
+    assert training.epochs_time([10.0, 30.0, 10.0, 12.0], 4) == 44.0  # even count: the mean of the middle two
+    assert training.epochs_time([8.0], 5) == 40.0  # one stored epoch stands for all of them
+
+
+def test_a_probe_more_than_20_percent_below_the_quiet_speed_means_load():
+    assert training.is_loaded({"before": 100.0, "after": 79.0}, quiet=100.0)
+    assert training.is_loaded({"before": 79.0, "after": 100.0}, quiet=100.0)  # load that ended mid-run
+    assert not training.is_loaded({"before": 81.0, "after": 100.0}, quiet=100.0)
+
+
+def test_retime_runs_again_while_loaded_keeps_the_fastest_and_stops_after_k():
+    # always loaded (probes at half the quiet 100 GFLOP/s): 3 attempts in all, then it stops
+    run, probe = fake([(None, 7.0), (None, 6.0), (None, 9.0)]), fake([50.0] * 6)
+    attempts = training.retime(run, probe, attempt(8.0, 50.0, 50.0), quiet=100.0, tries=3)
+    assert [a["seconds"] for a in attempts] == [8.0, 7.0, 6.0] and run.n == 2 and probe.n == 4
+    assert training.fastest(attempts)["seconds"] == 6.0
+    # the load goes away: the first quiet attempt ends it
+    run, probe = fake([(None, 5.0), (None, 1.0)]), fake([100.0, 100.0])
+    attempts = training.retime(run, probe, attempt(8.0, 100.0, 60.0), quiet=0.0, tries=3)
+    assert [a["seconds"] for a in attempts] == [8.0, 5.0] and run.n == 1
+    # the first run's own probes disagree (load that started mid-run): that alone is load
+    run = fake([(None, 4.0)])
+    attempts = training.retime(run, fake([90.0, 90.0]), attempt(8.0, 100.0, 70.0), tries=3)
+    assert len(attempts) == 2
+    # quiet from the start: one attempt, nothing run again; tries=1 never re-runs
+    assert training.retime(fake([]), fake([]), attempt(8.0, 95.0, 100.0), quiet=100.0) == [attempt(8.0, 95.0, 100.0)]
+    assert len(training.retime(fake([]), fake([]), attempt(8.0, 10.0, 10.0), quiet=100.0, tries=1)) == 1
+
+
+def test_the_quiet_speed_is_the_90th_percentile_of_the_process_probes(monkeypatch):
+    monkeypatch.setattr(training, "_PROBES", {})
+    assert training.quiet_gflops("cpu") == 0.0
+    speed = training.matmul_gflops("cpu", seconds=0.01)
+    assert training.quiet_gflops("cpu") == speed > 0  # one probe: itself
+    # twenty probes, one an outlier far above the rest: the 90th percentile ignores it
+    monkeypatch.setattr(training, "_PROBES", {"cpu": [float(v) for v in range(100, 119)] + [500.0]})
+    assert training.quiet_gflops("cpu") == 118.0
+
+
+def test_timing_epoch_leaves_model_and_rng_untouched(digits):
+    model = fresh(digits)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    assert training.timing_epoch(model, digits, "retain", Recipe(epochs=2, batch_size=256)) > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(rng, torch.random.get_rng_state())
+
+
+def test_a_loaded_unlearning_run_is_run_again_and_its_fastest_time_kept(digits, tmp_path, monkeypatch):
+    from deepunlearn import metrics, trained
+    from deepunlearn.methods import get_method
+
+    monkeypatch.setattr(trained, "quiet_gflops", lambda device: 0.0)  # nothing known but the stored probes
+    recipe = Recipe(epochs=1, batch_size=256)
+    store = Store(tmp_path)
+    # the Original trains quiet at 100 GFLOP/s; the FT run's first attempt sees 60 (loaded), its second 100
+    monkeypatch.setattr(trained, "matmul_gflops", fake([100.0, 100.0, 60.0, 60.0, 100.0, 100.0]))
+    real = trained.run_method
+    seconds = iter([5.0, 1.0])
+
+    def run(*args, **kwargs):
+        return real(*args, **kwargs)[0], next(seconds)  # the real model, a scripted time
+
+    monkeypatch.setattr(trained, "run_method", run)
+    hp = get_method("ft").make_hp(epochs=1)
+    _, meta = trained.get_unlearned(store, digits, "tinycnn", 0, recipe, "ft", hp)
+    assert [a["seconds"] for a in meta["attempts"]] == [5.0, 1.0] and meta["time"] == 5.0
+    assert meta["quiet_gflops"] == 100.0 and meta["gflops"] == {"before": 60.0, "after": 60.0}
+    t = metrics.run_timing(meta)
+    assert (t["seconds"], t["gflops"], t["wall_s"], t["tries"]) == (1.0, 100.0, 5.0, 2)
+    # a run whose probes never recover is timed TRIES times, no more
+    monkeypatch.setattr(trained, "matmul_gflops", fake([50.0] * 2 * training.TRIES))
+    seconds = iter([3.0, 2.0, 4.0])
+    _, meta = trained.get_unlearned(store, digits, "tinycnn", 0, recipe, "ft", get_method("ft").make_hp(epochs=2))
+    assert [a["seconds"] for a in meta["attempts"]] == [3.0, 2.0, 4.0] and metrics.run_timing(meta)["seconds"] == 2.0
+
+
+def test_a_loaded_retrained_training_is_re_timed_by_throwaway_epochs(digits, tmp_path, monkeypatch):
+    from deepunlearn import metrics, trained
+
+    monkeypatch.setattr(trained, "quiet_gflops", lambda device: 100.0)
+    epochs = fake([1e-4, 5e-5])  # seconds of the throwaway epochs: less than any real epoch
+    monkeypatch.setattr(trained, "timing_epoch", lambda *a, **k: epochs())
+    # both epochs ran at 40 GFLOP/s, the first throwaway epoch at 70 (still loaded), the second at 100
+    monkeypatch.setattr(trained, "matmul_gflops", fake([40.0, 40.0, 40.0, 70.0, 70.0, 100.0, 100.0]))
+    _, meta = trained.get_reference(Store(tmp_path), digits, "tinycnn", 0, "retrain", Recipe(epochs=2), progress=False)
+    a = meta["attempts"]
+    assert len(a) == 3 and epochs.n == 2 and [x["seconds"] for x in a[1:]] == [2e-4, 1e-4]
+    assert a[0] == {"seconds": training.epochs_time([h["seconds"] for h in meta["history"]], 2),
+                    "gflops": {"before": 40.0, "after": 40.0}}
+    assert metrics.run_timing(meta)["gflops"] == 100.0
+    assert meta["time"] == pytest.approx(sum(h["seconds"] for h in meta["history"]))  # the raw wall time stays
+    # the Original's time enters no RTE: never re-timed, even loaded
+    monkeypatch.setattr(trained, "matmul_gflops", fake([40.0, 40.0, 40.0]))
+    _, o_meta = trained.get_reference(Store(tmp_path), digits, "tinycnn", 0, "original", Recipe(epochs=2),
+                                      progress=False)
+    assert len(o_meta["attempts"]) == 1 and epochs.n == 2
 
 
 def test_seeded_initialisation(digits):

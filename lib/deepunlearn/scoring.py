@@ -24,15 +24,18 @@ from deepunlearn.config import AttackConfig
 from deepunlearn.errors import UserError
 from deepunlearn.experiment import Experiment, expand_methods, method_hparams, stage_experiment
 from deepunlearn.methods import get_method
-from deepunlearn.metrics import evaluate, model_distances, run_speed, versus_retrain
+from deepunlearn.metrics import evaluate, model_distances, run_timing, versus_retrain
 from deepunlearn.progress import Progress
 from deepunlearn.store import read_json, write_json
 from deepunlearn.trained import get_reference, get_unlearned, reference_params, unlearned_params
 from deepunlearn.training import Recipe
 
-VERSION = 2  # bump when a stored row changes meaning (2: the probes' GFLOP/s and the speed-normalised RTE)
+# bump when a stored row changes meaning (2: the probes' GFLOP/s and the speed-normalised RTE; 3: `rte`,
+# `unlearn_s`, `retrain_s` and the speeds are those of the re-timed runs, the raw ratio is `rte_wall`)
+VERSION = 3
 COLUMNS = ("dataset", "arch", "method", "display", "seed", "ra", "fa", "va", "ta", "val_mia", "test_mia",
-           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "rte_speed", "unlearn_s", "retrain_s",
+           "indisc", "val_indisc", "rr", "fr", "tr", "retdev", "rte", "rte_wall", "unlearn_s", "retrain_s",
+           "unlearn_wall_s", "retrain_wall_s", "unlearn_tries", "retrain_tries",
            "unlearn_gflops", "retrain_gflops", "speed_gap", "sape_ra",
            "sape_fa", "sape_ta", "dist_norm", "dist_l2", "dist_scaled", "hp")  # table order; U-LiRA last
 ULIRA_COLUMNS = ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "balanced_acc", "mean_score")
@@ -80,7 +83,9 @@ def _reference_row(a: Attack, seed: int) -> tuple[dict, Path]:
                                     progress=exp.progress)
         row, losses = evaluate(model, exp.data, return_losses=True)
         np.savez(work / "losses.npz", **losses)
-        write_json(work / "row.json", {**row, "train_s": meta["time"], "train_gflops": run_speed(meta.get("gflops"))})
+        t = run_timing(meta)
+        write_json(work / "row.json", {**row, "train_s": t["seconds"], "train_gflops": t["gflops"],
+                                       "train_wall_s": t["wall_s"], "train_tries": t["tries"]})
 
     path = exp.store.get_or_compute("attack-metrics", params, build, label=f"{exp.dataset}-{exp.arch}-retrain-s{seed}")
     return read_json(path / "row.json"), path
@@ -110,10 +115,12 @@ def method_row(a: Attack, seed: int, method: str) -> tuple[dict, dict[str, np.nd
     r_row, r_path = _reference_row(a, seed)
     base = {"dataset": exp.dataset, "arch": arch, "method": method, "display": get_method(method).display,
             "seed": seed}
+    r_time = (r_row["train_s"], r_row["train_gflops"], r_row["train_wall_s"])
     if method == "retrain":
-        g = r_row.get("train_gflops", math.nan)
-        row = {**r_row, **versus_retrain(r_row, r_row, r_row["train_s"], r_row["train_s"], g, g),
-               "unlearn_s": r_row["train_s"], "dist_norm": 0.0, "dist_l2": 0.0, "dist_scaled": 0.0, "hp": {}}
+        t, g, wall = r_time
+        row = {**r_row, **versus_retrain(r_row, r_row, t, t, g, g, wall, wall), "unlearn_s": t,
+               "unlearn_wall_s": wall, "unlearn_tries": r_row["train_tries"], "dist_norm": 0.0, "dist_l2": 0.0,
+               "dist_scaled": 0.0, "hp": {}}
         path = r_path
     else:
         hp = None if method == "original" else a.hparams[method]
@@ -122,20 +129,22 @@ def method_row(a: Attack, seed: int, method: str) -> tuple[dict, dict[str, np.nd
         def build(work: Path) -> None:
             model, meta = get_unlearned(exp.store, data, arch, seed, recipe, method, hp, progress=exp.progress)
             retrained, _ = get_reference(exp.store, data, arch, seed, "retrain", recipe, progress=exp.progress)
-            seconds = math.nan if method == "original" else meta["time"]  # O unlearns nothing: no RTE
+            nan = {"seconds": math.nan, "gflops": math.nan, "wall_s": math.nan, "tries": 0}
+            u = nan if method == "original" else run_timing(meta)  # O unlearns nothing: no RTE
             row, losses = evaluate(model, data, return_losses=True)
             np.savez(work / "losses.npz", **losses)
-            g_u = math.nan if method == "original" else run_speed(meta.get("gflops"))
-            speeds = (g_u, r_row.get("train_gflops", math.nan))
-            write_json(work / "row.json", {**row, **versus_retrain(row, r_row, seconds, r_row["train_s"], *speeds),
-                                           **model_distances(retrained, model), "unlearn_s": seconds,
-                                           "hp": {} if hp is None else asdict(hp)})
+            t_r, g_r, wall_r = r_time
+            vs = versus_retrain(row, r_row, u["seconds"], t_r, u["gflops"], g_r, u["wall_s"], wall_r)
+            write_json(work / "row.json", {**row, **vs, **model_distances(retrained, model),
+                                           "unlearn_s": u["seconds"], "unlearn_wall_s": u["wall_s"],
+                                           "unlearn_tries": u["tries"], "hp": {} if hp is None else asdict(hp)})
 
         path = exp.store.get_or_compute("attack-metrics", params, build, label=f"{exp.dataset}-{arch}-{method}-s{seed}")
         row = read_json(path / "row.json")
-    row = {**base, **row, "retrain_s": r_row["train_s"]}
-    row.pop("train_s", None)
-    row.pop("train_gflops", None)
+    row = {**base, **row, "retrain_s": r_row["train_s"], "retrain_wall_s": r_row["train_wall_s"],
+           "retrain_tries": r_row["train_tries"]}
+    for k in ("train_s", "train_gflops", "train_wall_s", "train_tries"):
+        row.pop(k, None)
     row["hp"] = json.dumps(row["hp"], sort_keys=True)
     return row, dict(np.load(path / "losses.npz"))
 

@@ -181,7 +181,8 @@ class Shadows:
         if role == "original":
             s, f = self.original_pair(s, f)
         return get_reference(self.store, self.shadow_data(s, f), self.arch, self.seed, role, self.recipe,
-                             progress=self.progress, desc=f"U-LiRA shadow {role} split {s} forget set {f}")[0]
+                             progress=self.progress, desc=f"U-LiRA shadow {role} split {s} forget set {f}",
+                             retime_load=False)[0]  # no RTE reads a shadow's time
 
     def reference_stats(self, role: str, s: int, f: int) -> dict[str, np.ndarray]:
         """Pool statistics of the Original or Retrained shadow of (s, f)."""

@@ -421,7 +421,8 @@ def summary_html(a: Analysis) -> str:
             f"the ranks averaged over pairs.</p><p><b>Ranked, best first:</b> {html.escape(', '.join(ranked) or 'none')}."
             f"</p><p><b>Failed group:</b> {html.escape(', '.join(failed) or 'none')}.</p><p>{html.escape(fr)}</p>"
             f"<p><b>Run times:</b> beside each time the machine's fp32 matmul speed was measured just before and after "
-            f"it; the RTE table also gives the ratio with each time multiplied by its speed. "
+            f"it; a run timed on a loaded machine was run again and its fastest time kept (the RTE table also gives "
+            f"the raw wall-clock ratio). "
             f"{html.escape(speed)}</p>")
 
 
