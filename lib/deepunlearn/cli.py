@@ -123,8 +123,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
         raise UserError("The analyze stage has no units to spread; run it with `deepunlearn run analyze CONFIG`.")
     preflight.check(args.stage, config.load(args.stage, args.config, args.set))  # before anything is submitted
     sets = [a for s in args.set for a in ("--set", s)]
-    name = args.name or "-".join([args.config, *(str(v) for k, v in config.parse_sets(args.set).items()
-                                                 if k in ("dataset", "arch"))])
+    from deepunlearn.render import output_name
+
+    name = args.name or output_name(args.config, config.parse_sets(args.set))  # the notebook's name, as run names it
     commands = [[sys.executable, "-m", "deepunlearn.cli", "run", args.stage, args.config, "--worker", str(k), *sets]
                 for k in range(lcfg.workers)]
     res = launch.Resources(gpus_per_node=lcfg.gpus_per_node, cpus_per_task=lcfg.cpus_per_task, mem_gb=lcfg.mem_gb,

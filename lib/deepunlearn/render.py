@@ -18,7 +18,7 @@ from deepunlearn import config, paths
 from deepunlearn.errors import UserError
 
 
-def output_name(config_name: str, params: dict, sets: dict) -> str:
+def output_name(config_name: str, sets: dict) -> str:
     """The executed notebook's name: the config's, plus the pair when the command line chose one."""
     pair = [str(sets[k]) for k in ("dataset", "arch") if sets.get(k) is not None]
     return "-".join([config_name, *pair])
@@ -34,7 +34,7 @@ def render(stage: str, config_name: str, sets: list[str] | tuple[str, ...] = (),
     if stage not in paths.STAGES or not source.is_file():
         raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(paths.STAGES)}.")
     params = config.read(stage, config_name, sets, **(extra or {}))
-    name = name or output_name(config_name, params, config.parse_sets(sets))
+    name = name or output_name(config_name, config.parse_sets(sets))
     out_dir = out_dir or paths.nb_dir(stage)
     out_dir.mkdir(parents=True, exist_ok=True)
     final, partial = out_dir / f"{name}.ipynb", out_dir / f"{name}.partial.ipynb"
