@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from deepunlearn import config, units
+from deepunlearn.methods import base
 from deepunlearn.stages import unlearn
 
 TRAIN = {"dataset": "digits", "arch": "tinycnn", "seeds": [0, 1], "subset": 300, "epochs": 1, "batch_size": 64,
@@ -32,7 +34,7 @@ def pause(model, data, hp):
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
+def project(tmp_path, monkeypatch) -> Iterator[Path]:
     (tmp_path / "params" / "train").mkdir(parents=True)
     (tmp_path / "params" / "unlearn").mkdir()
     (tmp_path / "pause.py").write_text(SLOW)
@@ -42,7 +44,8 @@ def project(tmp_path, monkeypatch) -> Path:
          "hparams": {"ft": {"epochs": 1}, "ct": {"epochs": 1}, "ga": {"epochs": 1}, "ft_pause": {"epochs": 1}},
          "device": "cpu", "progress": False}))
     monkeypatch.setenv("DEEPUNLEARN_ROOT", str(tmp_path))
-    return tmp_path
+    yield tmp_path
+    base._METHODS.pop("ft_pause", None)  # the in-process tables registered it: leave the registry as it was
 
 
 def worker(project: Path, store: str, k: int, log: Path, pause: float = 0) -> subprocess.Popen:
