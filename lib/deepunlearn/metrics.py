@@ -18,11 +18,12 @@ from deepunlearn.attacks.mia import MIA_SEED, mia
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.training import predict
 
-__all__ = ["ACCURACY_KEYS", "accuracies", "evaluate", "indiscernibility", "l2_distance", "mia",
+__all__ = ["ACCURACY_KEYS", "SEARCH_SPLITS", "accuracies", "evaluate", "indiscernibility", "l2_distance", "mia",
            "model_distances", "normalized_distance", "retdev", "retention", "rte", "rte_at_speed", "run_speed",
            "run_timing", "sape", "scaled_distance", "speed_gap", "split_outputs", "versus_retrain"]
 
 ACCURACY_KEYS = {"retain": "ra", "forget": "fa", "val": "va", "test": "ta"}  # spec E.1 names, lower case
+SEARCH_SPLITS = ("retain", "forget", "val")  # what the search objective reads (spec F): RA, FA, VA, Val MIA
 
 
 def split_outputs(model: nn.Module, data: DeviceData, splits: tuple[str, ...] = tuple(ACCURACY_KEYS)
@@ -45,14 +46,17 @@ def accuracies(model: nn.Module, data: DeviceData) -> dict[str, float]:
     return {ACCURACY_KEYS[k]: float(c.mean()) for k, (c, _) in split_outputs(model, data).items()}
 
 
-def evaluate(model: nn.Module, data: DeviceData, *, seed: int = MIA_SEED, return_losses: bool = False
+def evaluate(model: nn.Module, data: DeviceData, *, seed: int = MIA_SEED, return_losses: bool = False,
+             splits: tuple[str, ...] | None = None
              ) -> dict[str, float] | tuple[dict[str, float], dict[str, np.ndarray]]:
     """Accuracies plus Val MIA (forget vs val) and Test MIA (forget vs test), one pass per split.
+
+    `splits` limits the passes (and so the metrics) to those splits; None: every split `data` holds.
 
     With `return_losses`, also the per-sample losses of each split (for loss histograms). A diverged
     model (non-finite losses) gets NaN MIAs, so one bad run marks its row instead of stopping a table.
     """
-    outs = split_outputs(model, data)
+    outs = split_outputs(model, data, tuple(ACCURACY_KEYS) if splits is None else splits)
     row = {ACCURACY_KEYS[k]: float(c.mean()) for k, (c, _) in outs.items()}
     losses = {k: loss for k, (_, loss) in outs.items()}
     for other, key in (("val", "val_mia"), ("test", "test_mia")):

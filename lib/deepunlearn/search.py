@@ -16,14 +16,16 @@ Original model, R's metrics) is computed once per study.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import math
 import os
 import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from deepunlearn.config import SweepConfig
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.errors import UserError
 from deepunlearn.experiment import Experiment, expand_methods
-from deepunlearn.methods import SearchContext, final_hparams, get_method, run_method
+from deepunlearn.methods import SearchContext, final_hparams, get_method, run_method, study_cache
 from deepunlearn.progress import Progress
 from deepunlearn.store import atomic_write_text
 from deepunlearn.trained import get_reference
@@ -191,6 +193,8 @@ class Objective:
     n_trials: int
     retrained: Any = None  # only for `recompute_reference`: R itself
     recompute_reference: bool = False  # re-evaluate R in every trial (to measure what caching saves)
+    shared: bool = True  # False: the path before bench/trial_cost.py (no per-study cache, every split evaluated)
+    cache: dict = field(default_factory=dict)  # the study's `memo` values (e.g. FF's Fisher per batch size)
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         study = trial.study
@@ -202,8 +206,10 @@ class Objective:
         t0 = time.perf_counter()
         try:
             hp = spec.space(trial, self.ctx)
-            model, seconds = run_method(self.method, self.original, self.data, hp)
-            u = metrics.evaluate(model, self.data)
+            with study_cache(self.cache if self.shared else None):
+                model, seconds = run_method(self.method, self.original, self.data, hp)
+            # the objective reads retain, forget and val only; the test split waits for the final runs
+            u = metrics.evaluate(model, self.data, splits=metrics.SEARCH_SPLITS if self.shared else None)
             r = metrics.evaluate(self.retrained, self.data) if self.recompute_reference else self.r_metrics
             values = objectives(u, r)
             if not all(np.isfinite(values)):
@@ -336,26 +342,67 @@ def check_sweep(cfg: SweepConfig, exp: Experiment) -> None:
         get_method(method).check_space(ctx)
 
 
-def run_worker(cfg: SweepConfig, exp: Experiment, worker: int = 0, recompute_reference: bool = False) -> dict[str, int]:
-    """Work through every study of the sweep until each has N complete trials; {study: trials done here}."""
+@contextlib.contextmanager
+def claim(path: Path) -> Iterator[bool]:
+    """Hold an flock on `path` for the block (True), or False at once if another process holds it.
+
+    The kernel drops the lock of a killed worker, so a claim never outlives its holder.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_worker(cfg: SweepConfig, exp: Experiment, worker: int = 0, recompute_reference: bool = False,
+               shared: bool = True, join: bool = True) -> dict[str, int]:
+    """Work through every study of the sweep until each has N complete trials; {study: trials done here}.
+
+    A worker first takes the studies no other worker holds (a claim per study), one at a time and
+    drawing as worker 0 does: while there are at least as many studies as workers, a study's trials
+    are those of a one-worker sweep whatever the number of workers. Then, with `join`, it helps
+    finish the studies others still hold (its draws then come from its own sampler seed, see
+    `open_study`). `shared=False` is the per-trial path before bench/trial_cost.py (kept for that bench).
+    """
     check_sweep(cfg, exp)
     ctx, data, store = search_context(exp), exp.data, exp.store
     todo = list(studies(cfg, exp))
     progress = Progress(len(todo) * cfg.n_trials, f"sweep {cfg.name} on {exp.label()}", exp.progress)
     done, cache = {}, {}
-    for method, seed, name, url in todo:
+
+    def work(method: str, seed: int, name: str, url: str, as_worker: int) -> None:
         if seed not in cache:  # trial-independent work, once per seed for every method
             original, _ = get_reference(store, data, exp.arch, seed, "original", exp.recipe, progress=exp.progress)
             retrained, _ = get_reference(store, data, exp.arch, seed, "retrain", exp.recipe, progress=exp.progress)
             cache[seed] = (original, retrained, metrics.evaluate(retrained, data))
         original, retrained, r_metrics = cache[seed]
-        study = open_study(url, name, seed + REPLICATE_STRIDE * cfg.replicate, cfg.heartbeat, worker)
+        study = open_study(url, name, seed + REPLICATE_STRIDE * cfg.replicate, cfg.heartbeat, as_worker)
         objective = Objective(method, original, data, r_metrics, ctx, cfg.n_trials, retrained=retrained,
-                              recompute_reference=recompute_reference)
+                              recompute_reference=recompute_reference, shared=shared)
         progress.skip(min(cfg.n_trials, n_complete(study)))
         label = f"{get_method(method).display} seed {seed}"
-        done[name] = run_study(study, objective, report=lambda t, label=label: progress.done(
+        done[name] = done.get(name, 0) + run_study(study, objective, report=lambda t, label=label: progress.done(
             f"{label} trial {t.number} score {score(t.values):.4f} in {t.user_attrs.get('trial_seconds', 0):.1f}s"))
+
+    held = []
+    for method, seed, name, url in todo:
+        with claim(sweep_dir(cfg, exp) / f"{name}.claim") as mine:
+            if mine:
+                work(method, seed, name, url, 0)
+            else:
+                held.append((method, seed, name, url))
+    for method, seed, name, url in held:
+        with claim(sweep_dir(cfg, exp) / f"{name}.claim") as mine:
+            if mine or join:  # free again (its worker ended or died), or still held: help finish it
+                work(method, seed, name, url, 0 if mine else max(worker, 1))
+            # without `join`, the worker holding it completes it
     return done
 
 

@@ -14,9 +14,11 @@ from deepunlearn.methods.base import (
     final_hparams,
     get_method,
     list_methods,
+    memo,
     register_method,
     rng,
     run_method,
+    study_cache,
 )
 
 __all__ = [
@@ -27,11 +29,13 @@ __all__ = [
     "final_hparams",
     "get_method",
     "list_methods",
+    "memo",
     "load_builtin_methods",
     "load_plugins",
     "register_method",
     "rng",
     "run_method",
+    "study_cache",
 ]
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 import inspect
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -249,3 +251,38 @@ def run_method(name: str, original: nn.Module, data: DeviceData, hp: dict | Any 
         model.train()
         model = spec.fn(model, data, params)
     return model, t.seconds
+
+
+# ---------------------------------------------------------------- work shared by the trials of one study
+
+T = TypeVar("T")
+_STUDY_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("study_cache", default=None)
+
+
+@contextlib.contextmanager
+def study_cache(cache: dict | None) -> Iterator[dict | None]:
+    """Within this block, `memo` keeps its values in `cache`: one dict per study (one Original, one data); None: off.
+
+    Only a sweep's trials use it (DESIGN 7: what does not depend on a trial is computed once per study).
+    A final run never does, so the time it records holds all of the method's work (spec E.4).
+    """
+    token = _STUDY_CACHE.set(cache)
+    try:
+        yield cache
+    finally:
+        _STUDY_CACHE.reset(token)
+
+
+def memo(key: Hashable, compute: Callable[[], T]) -> T:
+    """`compute()`, or inside `study_cache` its value kept from an earlier trial of the same study.
+
+    `key` must name everything besides the Original and the data that the value depends on (e.g. the
+    batch size), and `compute` must read the model before the method changes it. Values are shared
+    between trials, never modified.
+    """
+    cache = _STUDY_CACHE.get()
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]

@@ -10,7 +10,7 @@ from torch import nn
 
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method
+from deepunlearn.methods.base import memo, register_method
 from deepunlearn.models import eval_for_training
 from deepunlearn.training import forward
 
@@ -73,8 +73,12 @@ def fisher_variance(fisher: torch.Tensor, alpha: float, num_classes: int) -> tor
 @torch.no_grad()
 def fisher_forgetting(model, data, hp: FFParams):
     """θ = θ_O + √var ⊙ N(0, I); BN running statistics untouched (eval mode, no training)."""
-    with torch.enable_grad():
-        fisher = fisher_diagonal(model, data, hp.batch_size)
+    def compute() -> list[torch.Tensor]:
+        with torch.enable_grad():
+            return fisher_diagonal(model, data, hp.batch_size)
+
+    # the Fisher of the untouched Original: a sweep's trials with one batch size share it (no RNG drawn)
+    fisher = memo(("ff.fisher", hp.batch_size), compute)
     params = [p for p in model.parameters() if p.requires_grad]
     for p, f in zip(params, fisher):
         var = fisher_variance(f, hp.alpha, data.num_classes)

@@ -10,7 +10,7 @@ from torch import nn
 
 from deepunlearn.data.loader import DeviceData, Split
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method
+from deepunlearn.methods.base import memo, register_method
 from deepunlearn.models import eval_for_training
 from deepunlearn.training import forward
 
@@ -63,16 +63,22 @@ def woodfisher(model: nn.Module, data: DeviceData, v: torch.Tensor, n: int | Non
     return k
 
 
+def influence_direction(model: nn.Module, data: DeviceData, batch_size: int) -> torch.Tensor:
+    """k = WoodFisher(v), v the influence of removing D_f from D_r ∪ D_f: the step of size α that IU takes."""
+    n_f, n_r = data.size("forget"), data.size("retain")
+    g_f = summed_gradient(model, data, "forget", batch_size)
+    g_r = summed_gradient(model, data, "retain", batch_size)
+    v = g_f / (n_f + n_r) - g_r * n_f / ((n_f + n_r) * n_r)
+    return woodfisher(model, data, v)
+
+
 @register_method("iu", display="IU", hparams=IUParams, space=iu_space, domains=IU_DOMAINS,
                  paper="Koh & Liang 2017; Izzo et al. 2021; Jia et al. 2023 (WoodFisher variant)",
                  idea="one Newton-style step θ += α·H⁻¹(∇L_forget-removal), H⁻¹ by WoodFisher on retain")
 def influence_unlearning(model, data, hp: IUParams):
     """θ ← θ + α·k with k = WoodFisher(v), v the influence of removing D_f from D_r ∪ D_f (eval mode)."""
-    n_f, n_r = data.size("forget"), data.size("retain")
-    g_f = summed_gradient(model, data, "forget", hp.batch_size)
-    g_r = summed_gradient(model, data, "retain", hp.batch_size)
-    v = g_f / (n_f + n_r) - g_r * n_f / ((n_f + n_r) * n_r)
-    k = woodfisher(model, data, v)
+    # k depends on the untouched Original and the batch size only: a sweep's trials share it
+    k = memo(("iu.direction", hp.batch_size), lambda: influence_direction(model, data, hp.batch_size))
     with torch.no_grad():
         params = [p for p in model.parameters() if p.requires_grad]
         offset = 0

@@ -1,0 +1,111 @@
+"""Cheaper sweep trials, same results: per-study reuse of Original-only work, the search's own splits, study claims."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from deepunlearn import metrics, search
+from deepunlearn.methods import memo, run_method, study_cache
+from deepunlearn.methods.base import SearchContext
+
+from conftest import same_weights
+
+
+def test_memo_computes_every_time_outside_a_study_and_once_per_key_inside():
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert memo("k", compute) == 1 and memo("k", compute) == 2  # a final run: all of its work, every time
+    cache: dict = {}
+    with study_cache(cache):
+        assert memo("k", compute) == 3 and memo("k", compute) == 3 and memo("j", compute) == 4
+    assert memo("k", compute) == 5, "the cache leaked out of its study"
+    with study_cache(None):
+        assert memo("k", compute) == 6
+
+
+@pytest.mark.parametrize(("method", "work"), [("ff", "fisher_diagonal"), ("iu", "influence_direction")])
+def test_a_studys_trials_share_the_originals_work_and_give_the_models_of_uncached_runs(
+        tiny_data, originals, monkeypatch, method, work):
+    import importlib
+
+    module = importlib.import_module(f"deepunlearn.methods.{method}")
+    real, calls = getattr(module, work), []
+    monkeypatch.setattr(module, work, lambda *a, **k: calls.append(1) or real(*a, **k))
+    o = originals["tinycnn"]
+    alone = [run_method(method, o, tiny_data, {"batch_size": 16, "alpha": a})[0] for a in (0.3, 0.7)]
+    assert len(calls) == 2
+    cache: dict = {}
+    with study_cache(cache):
+        shared = [run_method(method, o, tiny_data, {"batch_size": 16, "alpha": a})[0] for a in (0.3, 0.7)]
+        assert len(calls) == 3, "the second trial with the same batch size recomputed the Original's work"
+        run_method(method, o, tiny_data, {"batch_size": 8, "alpha": 0.3})
+        assert len(calls) == 4, "another batch size must not reuse the first one's value"
+    for a, b in zip(alone, shared):
+        assert same_weights(a, b), "reusing the study's value changed the unlearned model"
+    assert not same_weights(shared[0], shared[1])  # the trials still differ where their alphas do
+
+
+def test_the_search_evaluation_skips_the_test_split_and_keeps_the_objectives(tiny_data, originals):
+    model = originals["tinycnn"]
+    full = metrics.evaluate(model, tiny_data)
+    searched = metrics.evaluate(model, tiny_data, splits=metrics.SEARCH_SPLITS)
+    assert set(searched) == {"ra", "fa", "va", "val_mia"}
+    for k, v in searched.items():
+        assert v == full[k]  # the same passes over the same splits: bit-identical
+    r = metrics.evaluate(originals["resnet18"], tiny_data)
+    assert search.objectives(searched, r) == search.objectives(full, r)
+
+
+def test_a_claimed_study_is_skipped_by_other_workers_and_free_once_its_holder_lets_go(tmp_path):
+    path = tmp_path / "sweep" / "s.claim"
+    with search.claim(path) as first:
+        assert first
+        with search.claim(path) as second:  # another open file: flock refuses it, as it would another process
+            assert not second
+    with search.claim(path) as again:
+        assert again
+
+
+def test_two_workers_without_joining_draw_what_one_worker_draws(tmp_path, monkeypatch):
+    """Two studies, worker 1 holding one of them: worker 0 does the other and leaves the held one alone."""
+    from deepunlearn.config import make_config
+    from deepunlearn.experiment import stage_experiment
+
+    cfg = make_config("sweep", profile="tiny", methods=["ft", "ga"], n_trials=2, store=str(tmp_path / "store"),
+                      name="claims", progress=False)
+    exp = stage_experiment(cfg)
+    (_, _, held, _), (_, _, free, _) = list(search.studies(cfg, exp))
+    with search.claim(search.sweep_dir(cfg, exp) / f"{held}.claim") as mine:
+        assert mine
+        done = search.run_worker(cfg, exp, worker=0, join=False)
+    assert done == {free: 2}
+    one = make_config("sweep", profile="tiny", methods=["ga"], n_trials=2, store=str(tmp_path / "one"),
+                      name="claims", progress=False)
+    one_exp = stage_experiment(one)
+    search.run_worker(one, one_exp)
+    mine, ref = search.load_studies(cfg, exp)["ga"][0], search.load_studies(one, one_exp)["ga"][0]
+    assert [t.params for t in search.complete_trials(mine)] == [t.params for t in search.complete_trials(ref)]
+    for a, b in zip(search.complete_trials(mine), search.complete_trials(ref)):
+        assert all(math.isclose(x, y, abs_tol=1e-12) for x, y in zip(a.values, b.values))
+
+
+def test_objective_with_and_without_sharing_scores_a_trial_alike(tiny_data, originals):
+    import optuna
+
+    o, r = originals["tinycnn"], originals["resnet18"]
+    r_metrics = metrics.evaluate(r, tiny_data)
+    ctx = SearchContext(e_max=2, dataset="digits")
+    values = []
+    for shared in (False, True):
+        study = optuna.create_study(directions=["minimize"] * 4, sampler=optuna.samplers.RandomSampler(seed=3))
+        objective = search.Objective("ff", o, tiny_data, r_metrics, ctx, n_trials=2, shared=shared)
+        study.optimize(objective, n_trials=2)
+        values.append([t.values for t in study.trials])
+        assert (len(objective.cache) > 0) == shared
+    assert values[0] == values[1]
