@@ -1,0 +1,185 @@
+"""Sweep trial cost: the search path before this bench against today's, on the same studies and draws.
+
+BEFORE (the reference, kept callable as `run_worker(..., shared=False)`): one worker process with
+every core, every split evaluated in each trial, nothing reused between the trials of a study.
+AFTER (what `make study` and `make demo` run): FF's Fisher and IU's influence direction computed
+once per (study, batch size) and reused by later trials (they depend on the Original only), the
+test split left to the final runs (the objective reads retain, forget and val), and WORKERS
+one-thread worker processes that each claim whole studies, so every study draws exactly what a
+one-worker sweep draws. Both paths run the same sweep (same methods, seeds, trials per study) from
+scratch in fresh sweep folders, as subprocesses timed from start to exit, and the objective values of
+every trial are compared. It prints trial seconds before and after, their ratio, and where a
+trial's seconds go (method, evaluation passes, the MIA's 10-fold CV, model copy, Optuna and SQLite,
+process start-up).
+
+    python bench/trial_cost.py [--profile demo] [--methods all] [--trials 3] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+
+def sweep_cfg(args: argparse.Namespace, name: str):
+    """The bench's sweep config: `--profile`'s data and recipe, `--methods`, `--trials` trials on seed 0."""
+    from deepunlearn import config
+
+    return config.make_config("sweep", name=name, profile=args.profile, methods=args.methods.split(","),
+                              n_trials=args.trials, progress=False)
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One sweep worker (a subprocess): prints its start-up seconds and its own wall time as JSON."""
+    t0 = time.perf_counter()
+    from deepunlearn import search
+    from deepunlearn.experiment import stage_experiment
+    from deepunlearn.trained import get_reference
+
+    cfg = sweep_cfg(args, args.name)
+    exp = stage_experiment(cfg)
+    for role in ("original", "retrain"):  # read here, so that start-up holds the whole load
+        get_reference(exp.store, exp.data, exp.arch, 0, role, exp.recipe, progress=False)
+    startup = time.perf_counter() - t0
+    search.run_worker(cfg, exp, worker=args.worker, shared=args.shared, join=False)
+    print(json.dumps({"startup": startup, "wall": time.perf_counter() - t0}))
+
+
+def run_path(args: argparse.Namespace, name: str, workers: int, threads: int, shared: bool) -> dict:
+    """Run the sweep `name` from scratch with `workers` processes of `threads` threads; wall and their reports."""
+    from deepunlearn import paths
+    from deepunlearn.experiment import stage_experiment
+
+    cfg = sweep_cfg(args, name)
+    exp = stage_experiment(cfg)
+    folder = paths.sweep_dir(cfg.store, name, exp.dataset, exp.arch)
+    shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, __file__, "--profile", args.profile, "--methods", args.methods, "--trials",
+           str(args.trials), "--as-worker", name] + ([] if shared else ["--before"])
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([*cmd, "--worker", str(k)], env=env, stdout=subprocess.PIPE, text=True)
+             for k in range(workers)]
+    outs = [p.communicate()[0] for p in procs]
+    wall = time.perf_counter() - t0
+    if any(p.returncode for p in procs):
+        raise SystemExit(f"trial-cost: a worker of {name} failed: {outs}")
+    reports = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+    return {"name": name, "wall": wall, "workers": workers, "threads": threads, "reports": reports, "cfg": cfg,
+            "exp": exp}
+
+
+def trials(path: dict) -> pd.DataFrame:
+    """One row per complete trial of the path's sweep: method, number, values, seconds, parameters."""
+    from deepunlearn import search
+
+    rows = []
+    for method, studies in search.load_studies(path["cfg"], path["exp"]).items():
+        for t in search.complete_trials(studies[0]):
+            rows.append({"method": method, "trial": t.number, "values": t.values, "params": t.params,
+                         "trial_s": t.user_attrs["trial_seconds"], "unlearn_s": t.user_attrs["unlearn_seconds"]})
+    return pd.DataFrame(rows)
+
+
+def evaluation_parts(profile: str, repeats: int = 5) -> dict[str, float]:
+    """Seconds of one trial's evaluation pieces on the Original (in this process, all threads)."""
+    from deepunlearn import metrics
+    from deepunlearn.attacks.mia import mia
+    from deepunlearn.experiment import experiment
+    from deepunlearn.trained import get_reference
+
+    exp = experiment(profile, progress=False)
+    o, _ = get_reference(exp.store, exp.data, exp.arch, 0, "original", exp.recipe, progress=False)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    outs = metrics.split_outputs(o, exp.data)
+    return {
+        "model copy": best(lambda: copy.deepcopy(o)),
+        "eval passes (retain, forget, val)": best(lambda: metrics.split_outputs(o, exp.data, metrics.SEARCH_SPLITS)),
+        "eval pass (test, before only)": best(lambda: metrics.split_outputs(o, exp.data, ("test",))),
+        "MIA 10-fold CV (val)": best(lambda: mia(outs["forget"][1], outs["val"][1])),
+        "MIA 10-fold CV (test, before only)": best(lambda: mia(outs["forget"][1], outs["test"][1])),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="demo", help="params/train/<profile>.yaml: data, model, recipe")
+    p.add_argument("--methods", default="all", help="comma-separated method ids, or all")
+    p.add_argument("--trials", type=int, default=3, help="complete trials per study (one study per method)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes of the AFTER path")
+    p.add_argument("--as-worker", dest="name", help=argparse.SUPPRESS)
+    p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--before", dest="shared", action="store_false", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.name:
+        return worker(args)
+
+    import torch
+
+    from deepunlearn.training import matmul_gflops
+
+    cores = torch.get_num_threads()
+    print(f"trial-cost: profile {args.profile}, methods {args.methods}, {args.trials} trials per study; "
+          f"{cores} cores, fp32 matmul {matmul_gflops(seconds=0.5):.0f} GFLOP/s")
+    before = run_path(args, "trial-cost-before", 1, cores, shared=False)
+    after = run_path(args, "trial-cost-after", args.workers, max(1, cores // args.workers), shared=True)
+    tb, ta = trials(before), trials(after)
+    n = len(tb)
+    if len(ta) != n:
+        raise SystemExit(f"trial-cost: BEFORE completed {n} trials, AFTER {len(ta)}")
+    both = tb.merge(ta, on=["method", "trial"], suffixes=("_b", "_a"))
+    same_params = all(a == b for a, b in zip(both.params_b, both.params_a))
+    both["max_diff"] = [float(np.max(np.abs(np.subtract(a, b)))) for a, b in zip(both.values_b, both.values_a)]
+    diff = both.max_diff.max()
+    per_b, per_a = before["wall"] / n, after["wall"] / n
+    print(f"\n{n} trials ({len(tb.method.unique())} studies x {args.trials})")
+    print(f"  BEFORE  1 process x {before['threads']} threads: {before['wall']:7.1f} s, {per_b:5.2f} s per trial")
+    print(f"  AFTER   {after['workers']} processes x {after['threads']} thread(s): {after['wall']:7.1f} s, "
+          f"{per_a:5.2f} s per trial")
+    print(f"  ratio BEFORE/AFTER: {per_b / per_a:.2f}x")
+    print(f"  same hyperparameters drawn in every trial: {same_params}; "
+          f"largest objective difference: {diff:.2e}; trials with any difference: {(both.max_diff > 0).sum()} of {n}")
+    print("  (the paths differ in threads per process, so in float rounding; a rounding difference inside a\n"
+          "  training run can flip a sample's prediction, 1/3 of 1/len(split) on an accuracy objective)")
+
+    startup_b = before["reports"][0]["startup"]
+    method_b, trial_b = tb.unlearn_s.sum(), tb.trial_s.sum()
+    print("\nwhere BEFORE's seconds go (one process):")
+    rows = [("method (model copy included)", method_b), ("evaluation + hyperparameter draw", trial_b - method_b),
+            ("Optuna, SQLite, sampler between trials", before["wall"] - startup_b - trial_b),
+            ("process start-up (imports, data, O and R)", startup_b)]
+    for what, s in rows:
+        print(f"  {what:44s} {s:7.1f} s  {s / before['wall']:5.1%}")
+    print("one trial's pieces, measured alone on the Original (best of 5):")
+    for what, s in evaluation_parts(args.profile).items():
+        print(f"  {what:44s} {s:7.3f} s")
+    per_worker = [r["wall"] - r["startup"] for r in after["reports"]]
+    startups = ", ".join(f"{r['startup']:.1f}" for r in after["reports"])
+    busy = ", ".join(f"{w:.0f}" for w in per_worker)
+    print(f"AFTER: start-up {startups} s per process; busy {busy} s per process of {after['wall']:.0f} s wall")
+    by = both.groupby("method").agg(trial_s_b=("trial_s_b", "sum"), trial_s_a=("trial_s_a", "sum"),
+                                    max_diff=("max_diff", "max"))
+    by.insert(2, "ratio", by.trial_s_b / by.trial_s_a)
+    print("\nper method, trial seconds summed over its study (AFTER on one thread, sharing the machine):")
+    print(by.round(2).to_string())
+
+
+if __name__ == "__main__":
+    main()
