@@ -108,13 +108,19 @@ space := $(empty) $(empty)
 comma := ,
 PAPER_ATTACKS := $(subst $(space),$(comma),$(foreach p,$(PAIRS),$(call paper_config,attack,$(p))@$(subst -,/,$(p))))
 
-paper: setup $(PAPER_NB)  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit" [LAUNCH=slurm]
+# spec G.2: CIFAR-10 / ResNet-18's U-LiRA methods get their own search on the U-LiRA shadows first
+ULIRA_SWEEP := $(if $(filter cifar10-resnet18,$(PAIRS)),outputs/nb/sweep/paper-ulira-cifar10-resnet18.ipynb)
+
+paper: setup $(PAPER_NB) $(ULIRA_SWEEP)  ## the exact protocol (GPU): make paper DATASETS="cifar10 mnist" ARCHS="resnet18 tinyvit" [LAUNCH=slurm]
 	$(RUN) analyze paper --set 'attack=[$(PAPER_ATTACKS)]'
 
 $(PAPER_NB): outputs/nb/%.ipynb: | setup
 	$(STAGE) $(firstword $(subst /, ,$*)) $(call paper_config,$(firstword $(subst /, ,$*)),$(call pair_of,$*)) \
 	  --set dataset=$(word 1,$(subst -, ,$(call pair_of,$*))) --set arch=$(word 2,$(subst -, ,$(call pair_of,$*))) \
 	  --as $(notdir $*)
+$(ULIRA_SWEEP): outputs/nb/train/paper-cifar10-resnet18.ipynb | setup
+	$(STAGE) sweep paper-ulira --set dataset=cifar10 --set arch=resnet18 --as paper-ulira-cifar10-resnet18
+outputs/nb/attack/paper-cifar10-resnet18.ipynb: $(ULIRA_SWEEP)
 $(foreach p,$(PAIRS),$(eval outputs/nb/sweep/paper-$(p).ipynb: outputs/nb/train/paper-$(p).ipynb))
 $(foreach p,$(PAIRS),$(eval outputs/nb/unlearn/paper-$(p).ipynb: outputs/nb/sweep/paper-$(p).ipynb))
 $(foreach p,$(PAIRS),$(eval outputs/nb/attack/paper-$(p).ipynb: outputs/nb/unlearn/paper-$(p).ipynb))

@@ -37,6 +37,7 @@ ulira_seed = 0  # initialisation seed of every shadow (the paper: 0); its rows g
 ulira_epochs = None  # shadow O/R epochs (None: the recipe's; the paper: 91 on CIFAR-10)
 ulira_statistic = "logit"  # "logit" (logit-scaled confidence) or "correct" (the reference's 0/1)
 ulira_share_original = True  # one Original per split (False: per (split, forget set), the paper)
+ulira_best = None  # a U-LiRA sweep (`ulira: true`) whose best.yaml tunes ulira_methods; None: `best`
 device = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 store = "outputs/store"  # content-addressed artifact store
 progress = True  # a line per model trained or attacked

@@ -67,10 +67,22 @@ def test_unknown_params_key_is_an_error():
         config.make_config("train", epoch_count=3)
 
 
-def test_one_paper_file_per_stage_plus_the_ulira_delta():
+def test_one_paper_file_per_stage_plus_the_ulira_deltas():
     papers = sorted(str(p.relative_to(ROOT / "params")) for p in (ROOT / "params").glob("*/paper*.yaml"))
-    assert papers == ["analyze/paper.yaml", "attack/paper-ulira.yaml", "attack/paper.yaml", "sweep/paper.yaml",
-                      "train/paper.yaml", "unlearn/paper.yaml"]
+    assert papers == ["analyze/paper.yaml", "attack/paper-ulira.yaml", "attack/paper.yaml",
+                      "sweep/paper-ulira.yaml", "sweep/paper.yaml", "train/paper.yaml", "unlearn/paper.yaml"]
+
+
+def test_the_paper_ulira_search_is_spec_g2_and_the_paper_attack_uses_it():
+    from deepunlearn import search
+    from deepunlearn.experiment import stage_experiment
+
+    cfg = config.load("sweep", "paper-ulira", dataset="cifar10", arch="resnet18", device="cpu")
+    assert cfg.ulira and cfg.ulira_splits == 32 and cfg.n_trials == 200 and cfg.ulira_epochs == 91
+    assert cfg.methods == ["ft", "msg", "cfw", "prmq", "ct", "kde"]
+    assert search.search_context(stage_experiment(cfg), cfg).e_max == 19
+    attack = config.load("attack", "paper-ulira")
+    assert attack.ulira_best == cfg.name and attack.ulira_methods == cfg.methods
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "tinyvit"])
@@ -145,4 +157,7 @@ def test_make_paper_dry_run_prints_every_render_of_two_pairs():
     pairs = [("mnist", "resnet18"), ("cifar10", "resnet18")]
     expected = [f"{s} {'paper-ulira' if (s, d) == ('attack', 'cifar10') else 'paper'} --set dataset={d} "
                 f"--set arch={a} --as paper-{d}-{a}" for d, a in pairs for s in ("train", "sweep", "unlearn", "attack")]
+    # spec G.2: the U-LiRA methods' own search on the shadows, after CIFAR-10's train and before its attack
+    ulira_sweep = "sweep paper-ulira --set dataset=cifar10 --set arch=resnet18 --as paper-ulira-cifar10-resnet18"
+    expected.insert(expected.index(next(e for e in expected if e.startswith("attack paper-ulira"))), ulira_sweep)
     assert runs == expected + ["analyze paper --set 'attack=[paper@mnist/resnet18,paper-ulira@cifar10/resnet18]'"]

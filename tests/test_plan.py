@@ -24,6 +24,9 @@ def test_the_paper_plan_counts_the_protocol_of_the_spec():
     # spec G: U-LiRA on CIFAR-10 / ResNet-18 only: 640 Originals + 640 Retrained + 6 methods x 640
     assert rows.loc[("cifar10/resnet18", "attack"), "models"] == 640 + 640 + 6 * 640
     assert rows.loc[("cifar10/tinyvit", "attack"), "models"] == 0
+    # spec G.2: FT, MSG, CFW, PRMQ, CT, KDE each searched on 32 splits x 200 trials
+    assert rows.loc[("cifar10/resnet18", "ulira-sweep"), "trials"] == 6 * 32 * 200
+    assert ("cifar10/tinyvit", "ulira-sweep") not in rows.index
     assert rows.loc[("all pairs", "sweep"), "trials"] == 54_000  # spec section 0's total
     assert rows.loc[("all pairs", "total"), "device_hours"] == pytest.approx(table[table.pair != "all pairs"]
                                                                               ["device_hours"].sum())

@@ -6,11 +6,10 @@ import math
 
 import pytest
 
+from conftest import same_weights
 from deepunlearn import metrics, search
 from deepunlearn.methods import memo, run_method, study_cache
 from deepunlearn.methods.base import SearchContext
-
-from conftest import same_weights
 
 
 def test_memo_computes_every_time_outside_a_study_and_once_per_key_inside():

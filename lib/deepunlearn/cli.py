@@ -163,8 +163,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
         print(table.to_string(index=False, formatters={"device_hours": lambda h: f"{h:,.2f}"}))
     print(f"models: trained or unlearned (a sweep trial is one); epochs: training passes, counted in retain sets; "
           f"device_hours: per-sample training and inference times {timed}, times the {plan.OVERHEAD}x overhead "
-          f"measured on the CPU demo: an order of magnitude to size an allocation with, not a promise. Not counted: "
-          f"the U-LiRA searches of spec G.2 (this attack reuses the main sweep's hyperparameters).")
+          f"measured on the CPU demo: an order of magnitude to size an allocation with, not a promise; ulira-sweep: "
+          f"the U-LiRA methods' own search on the shadows (spec G.2), when the attack names one in `ulira_best`.")
 
 
 def cmd_params(args: argparse.Namespace) -> None:

@@ -58,6 +58,10 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])  # one study per seed (the paper: 0, 1, 2)
     n_trials: int = 8  # complete trials per study (the paper: 100)
     replicate: int = 0  # independent replicate of the whole search: shifts every sampler seed (0: the paper's)
+    ulira: bool = False  # search on U-LiRA shadows (spec G.2): one study per split s, forget set 0, not per seed
+    ulira_splits: int = 4  # with `ulira`: the splits 0..N-1 searched (the paper: 32 of its 64)
+    ulira_seed: int = 0  # with `ulira`: the shadows' initialisation seed (the attack's ulira_seed)
+    ulira_epochs: int | None = None  # with `ulira`: shadow O/R epochs, and E_max from them (the paper: 91, E_max 19)
     storage: str | None = None  # None: SQLite per study; postgresql://user@host/db for many workers
     heartbeat: int = 60  # seconds between worker heartbeats; a trial silent for 2x this is retried
     plugins: list[str] = field(default_factory=list)  # .py files defining your own methods
@@ -101,6 +105,7 @@ class AttackConfig(MethodsConfig):
     ulira_epochs: int | None = None  # shadow O/R epochs (None: the recipe's; the paper: 91 on CIFAR-10)
     ulira_statistic: str = "logit"  # "logit" (logit-scaled confidence) or "correct" (the reference's 0/1)
     ulira_share_original: bool = True  # one Original per split (False: per (split, forget set), the paper)
+    ulira_best: str | None = None  # a U-LiRA sweep (`ulira: true`) whose best.yaml tunes ulira_methods; None: `best`
     device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
     store: str = "outputs/store"  # content-addressed artifact store
     progress: bool = True  # a line per model trained or attacked

@@ -150,6 +150,12 @@ def _rows(name: str, dataset: str, arch: str, device: torch.device) -> list[dict
             epochs_done = (originals + k) * e_ul * half / 2 + targets * k * e_mean * half / 2 * 0.9
             samples += models * half  # each shadow's statistic on the whole pool
         row("attack", models, 0, epochs_done, samples)
+        if at.ulira and at.ulira_best and paths.params_file("sweep", at.ulira_best).is_file():
+            # spec G.2: the U-LiRA methods' own search, one study per split on forget set 0's shadows
+            lira: SweepConfig = config.load("sweep", at.ulira_best, **pair)
+            trials = len(expand_methods(lira.methods)) * lira.ulira_splits * lira.n_trials
+            e_lira = (1 + search.e_max(lira.ulira_epochs or rec.epochs)) / 2
+            row("ulira-sweep", trials, trials, trials * e_lira * half / 2 * 0.9, trials * (half + n["val"]))
     return rows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from deepunlearn.metrics import evaluate, model_distances, run_timing, versus_re
 from deepunlearn.progress import Progress
 from deepunlearn.store import read_json, write_json
 from deepunlearn.trained import get_reference, get_unlearned, reference_params, unlearned_params
-from deepunlearn.training import Recipe
 
 # bump when a stored row changes meaning (2: the probes' GFLOP/s and the speed-normalised RTE; 3: `rte`,
 # `unlearn_s`, `retrain_s` and the speeds are those of the re-timed runs, the raw ratio is `rte_wall`)
@@ -52,6 +51,7 @@ class Attack:
     ulira_methods: list[str]
     hparams: dict[str, Any]  # method -> its hyperparameter dataclass
     seeds: list[int]
+    ulira_hparams: dict[str, Any] = field(default_factory=dict)  # U-LiRA method -> hyperparameters (`ulira_best`)
     ulira: dict[str, ul.UliraResult] | None = None  # filled by `ulira_results` on first use
 
 
@@ -70,7 +70,10 @@ def resolve(cfg: AttackConfig) -> Attack:
     if cfg.ulira_statistic not in ul.STATISTICS:
         raise UserError(f"ulira_statistic={cfg.ulira_statistic!r}; choose one of {', '.join(ul.STATISTICS)}.")
     hparams = method_hparams(exp, list(dict.fromkeys(methods + targets)), cfg.best, cfg.hparams)
-    return Attack(cfg, exp, methods, targets, hparams, seeds)
+    # spec G.2: the paper tunes each U-LiRA method in its own search on the shadows (a `ulira: true` sweep)
+    ulira_hp = (method_hparams(exp, targets, cfg.ulira_best, cfg.hparams) if cfg.ulira and cfg.ulira_best
+                else {m: hparams[m] for m in targets})
+    return Attack(cfg, exp, methods, targets, hparams, seeds, ulira_hp)
 
 
 def _reference_row(a: Attack, seed: int) -> tuple[dict, Path]:
@@ -152,7 +155,7 @@ def method_row(a: Attack, seed: int, method: str) -> tuple[dict, dict[str, np.nd
 def shadows(a: Attack) -> ul.Shadows:
     """The U-LiRA shadow setting of the config: its splits, the shadows' init seed and recipe."""
     cfg, exp = a.cfg, a.exp
-    recipe = Recipe(**{**asdict(exp.recipe), "epochs": cfg.ulira_epochs}) if cfg.ulira_epochs else exp.recipe
+    recipe = ul.shadow_recipe(exp.recipe, cfg.ulira_epochs)
     splits = ul.make_lira_splits(ul.official_train(exp.data), cfg.ulira_splits, cfg.ulira_forget_sets)
     return ul.Shadows(exp.store, exp.data, splits, exp.arch, cfg.ulira_seed, recipe, cfg.ulira_share_original,
                       exp.progress)
@@ -170,7 +173,7 @@ def ulira_results(a: Attack) -> dict[str, ul.UliraResult]:
     progress = Progress(len(targets), f"U-LiRA {exp.label()}", exp.progress)
     a.ulira = {}
     for t in targets:
-        a.ulira[t] = ul.attack(shadows_, t, a.hparams.get(t), statistic=cfg.ulira_statistic)
+        a.ulira[t] = ul.attack(shadows_, t, a.ulira_hparams.get(t), statistic=cfg.ulira_statistic)
         progress.done(f"{get_method(t).display} attacked, AUC {a.ulira[t].summary['auc']:.3f}")
     return a.ulira
 

@@ -319,16 +319,29 @@ def sweep_dir(cfg: SweepConfig, exp: Experiment) -> Path:
 
 
 def studies(cfg: SweepConfig, exp: Experiment) -> Iterator[tuple[str, int, str, str]]:
-    """(method, seed, study name, storage URL) of every study of the sweep."""
+    """(method, seed, study name, storage URL) of every study of the sweep; a U-LiRA sweep's "seed" is its split."""
     for method in expand_methods(cfg.methods):
-        for seed in cfg.seeds:
-            name = study_name(exp.dataset, exp.arch, method, seed, cfg.replicate)
+        for seed in (range(cfg.ulira_splits) if cfg.ulira else cfg.seeds):
+            name = study_name(exp.dataset, exp.arch, f"lira-{method}" if cfg.ulira else method, seed, cfg.replicate)
             yield method, seed, name, storage_url(cfg.storage, sweep_dir(cfg, exp), name)
 
 
-def search_context(exp: Experiment) -> SearchContext:
-    """What the methods' search spaces depend on: E_max from the recipe, the dataset (spec D.1)."""
-    return SearchContext(e_max=e_max(exp.recipe.epochs), dataset=exp.dataset)
+def lira_shadows(cfg: SweepConfig, exp: Experiment):
+    """The U-LiRA shadows a `ulira` sweep searches on: split s's Original and Retrained of forget set 0 (spec G.2).
+
+    They are the attack's own shadow models (same splits, init seed and recipe), trained once in the store.
+    """
+    from deepunlearn.attacks import ulira as ul
+
+    splits = ul.make_lira_splits(ul.official_train(exp.data), max(2, cfg.ulira_splits), 1)
+    return ul.Shadows(exp.store, exp.data, splits, exp.arch, cfg.ulira_seed,
+                      ul.shadow_recipe(exp.recipe, cfg.ulira_epochs), progress=exp.progress)
+
+
+def search_context(exp: Experiment, cfg: SweepConfig | None = None) -> SearchContext:
+    """What the methods' search spaces depend on: E_max from the recipe (a U-LiRA sweep: the shadows'), the dataset."""
+    epochs = cfg.ulira_epochs if cfg is not None and cfg.ulira and cfg.ulira_epochs else exp.recipe.epochs
+    return SearchContext(e_max=e_max(epochs), dataset=exp.dataset)
 
 
 def check_sweep(cfg: SweepConfig, exp: Experiment) -> None:
@@ -337,7 +350,9 @@ def check_sweep(cfg: SweepConfig, exp: Experiment) -> None:
         raise UserError(f"n_trials={cfg.n_trials}; give the number of complete trials per study (0 or more).")
     if cfg.replicate < 0:
         raise UserError(f"replicate={cfg.replicate}; give 0 (the paper's seeds) or a positive replicate index.")
-    ctx = search_context(exp)
+    if cfg.ulira and cfg.ulira_splits < 1:
+        raise UserError(f"ulira_splits={cfg.ulira_splits}; a U-LiRA sweep searches splits 0..N-1, so give N ≥ 1.")
+    ctx = search_context(exp, cfg)
     for method in expand_methods(cfg.methods):
         get_method(method).check_space(ctx)
 
@@ -372,22 +387,28 @@ def run_worker(cfg: SweepConfig, exp: Experiment, worker: int = 0, recompute_ref
     `open_study`). `shared=False` is the per-trial path before bench/trial_cost.py (kept for that bench).
     """
     check_sweep(cfg, exp)
-    ctx, data, store = search_context(exp), exp.data, exp.store
+    ctx, data, store = search_context(exp, cfg), exp.data, exp.store
+    shadows = lira_shadows(cfg, exp) if cfg.ulira else None
     todo = list(studies(cfg, exp))
     progress = Progress(len(todo) * cfg.n_trials, f"sweep {cfg.name} on {exp.label()}", exp.progress)
     done, cache = {}, {}
 
     def work(method: str, seed: int, name: str, url: str, as_worker: int) -> None:
-        if seed not in cache:  # trial-independent work, once per seed for every method
-            original, _ = get_reference(store, data, exp.arch, seed, "original", exp.recipe, progress=exp.progress)
-            retrained, _ = get_reference(store, data, exp.arch, seed, "retrain", exp.recipe, progress=exp.progress)
-            cache[seed] = (original, retrained, metrics.evaluate(retrained, data))
-        original, retrained, r_metrics = cache[seed]
+        if seed not in cache:  # trial-independent work, once per seed (U-LiRA: per split) for every method
+            if shadows is not None:  # val = the LiRA val set, test = the split's held-out half
+                sdata = shadows.shadow_data(seed, 0)
+                original, retrained = shadows.reference("original", seed, 0), shadows.reference("retrain", seed, 0)
+            else:
+                sdata = data
+                original, _ = get_reference(store, data, exp.arch, seed, "original", exp.recipe, progress=exp.progress)
+                retrained, _ = get_reference(store, data, exp.arch, seed, "retrain", exp.recipe, progress=exp.progress)
+            cache[seed] = (original, retrained, metrics.evaluate(retrained, sdata), sdata)
+        original, retrained, r_metrics, sdata = cache[seed]
         study = open_study(url, name, seed + REPLICATE_STRIDE * cfg.replicate, cfg.heartbeat, as_worker)
-        objective = Objective(method, original, data, r_metrics, ctx, cfg.n_trials, retrained=retrained,
+        objective = Objective(method, original, sdata, r_metrics, ctx, cfg.n_trials, retrained=retrained,
                               recompute_reference=recompute_reference, shared=shared)
         progress.skip(min(cfg.n_trials, n_complete(study)))
-        label = f"{get_method(method).display} seed {seed}"
+        label = f"{get_method(method).display} {'split' if cfg.ulira else 'seed'} {seed}"
         done[name] = done.get(name, 0) + run_study(study, objective, report=lambda t, label=label: progress.done(
             f"{label} trial {t.number} score {score(t.values):.4f} in {t.user_attrs.get('trial_seconds', 0):.1f}s"))
 
@@ -423,6 +444,8 @@ def summarize(cfg: SweepConfig, exp: Experiment):
         b = best_params(ss, method, cfg.n_trials)
         # the budget travels with the choice, so a reader of best.yaml can say what the ranking rests on
         best[method] = {**b, "n_trials": cfg.n_trials, "seeds": list(cfg.seeds), "replicate": cfg.replicate}
+        if cfg.ulira:  # searched on U-LiRA shadows, not on the model seeds
+            best[method] = {**best[method], "seeds": [], "ulira_splits": cfg.ulira_splits}
         trials = pd.concat([trials_table(s) for s in ss])
         complete = trials[trials.state == "COMPLETE"]
         errors = complete.error[complete.error != ""]

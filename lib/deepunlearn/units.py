@@ -102,16 +102,16 @@ def attack_units(a: scoring.Attack) -> list[Unit]:
         for role in ul.REFERENCES:
             shadows.reference_stats(role, s, f)
         for m in a.ulira_methods:
-            shadows.unlearned_stats(m, a.hparams[m], s, f)
+            shadows.unlearned_stats(m, a.ulira_hparams[m], s, f)
 
-    hps = {m: ul.hp_fields(m, a.hparams[m]) for m in a.ulira_methods}
+    hps = {m: ul.hp_fields(m, a.ulira_hparams[m]) for m in a.ulira_methods}
     out += [Unit(f"U-LiRA shadows split {s} forget set {f}", {"stage": "attack-ulira", "shadows": key, "s": s,
                                                                  "f": f, "methods": hps},
                  lambda s=s, f=f: shadow_pair(s, f)) for s, f in shadows.splits.pairs()]
     out += [Unit(f"U-LiRA {get_method(t).display}", {"stage": "attack-ulira-target",
-                                                      **ul.attack_key(shadows, t, a.hparams.get(t),
+                                                      **ul.attack_key(shadows, t, a.ulira_hparams.get(t),
                                                                       a.cfg.ulira_statistic)},
-                 lambda t=t: ul.attack(shadows, t, a.hparams.get(t), statistic=a.cfg.ulira_statistic))
+                 lambda t=t: ul.attack(shadows, t, a.ulira_hparams.get(t), statistic=a.cfg.ulira_statistic))
             for t in [*ul.REFERENCES, *a.ulira_methods]]
     return out
 
