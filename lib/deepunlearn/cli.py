@@ -105,7 +105,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     what = " ".join([f"{args.stage}/{args.config}", *(f"--set {s}" for s in args.set)])
     print(f"[{time.strftime('%H:%M:%S')}] {what}: rendering", flush=True)
     path = render(args.stage, args.config, args.set, name=args.name)
-    print(f"[{time.strftime('%H:%M:%S')}] {what}: done in {time.time() - t0:.0f}s -> "
+    seconds = time.time() - t0
+    import torch
+
+    from deepunlearn.training import matmul_gflops
+
+    # beside the time, this machine's speed: times from two machines compare only through it
+    speed = f"fp32 matmul {matmul_gflops(seconds=0.2):.0f} GFLOP/s on {torch.get_num_threads()} threads"
+    print(f"[{time.strftime('%H:%M:%S')}] {what}: done in {seconds:.0f}s ({speed}, measured now) -> "
           f"{path.relative_to(paths.root()) if path.is_relative_to(paths.root()) else path}", flush=True)
     return 0
 

@@ -278,6 +278,62 @@ def _data_text(table: pd.DataFrame) -> str:
                      f"test {r.n_test:,} images" for r in sizes.itertuples())
 
 
+def memorisation_text(table: pd.DataFrame) -> str:
+    """How much the Original memorised its forget set, per (dataset, arch): FA(O) − FA(R) and O's Test MIA."""
+    parts = []
+    for (ds, arch), g in table.groupby(["dataset", "arch"], sort=False):
+        o = g[g["method"] == "original"].set_index("seed")
+        r = g[g["method"] == "retrain"].set_index("seed")
+        seeds = o.index.intersection(r.index)
+        if not len(seeds):
+            continue
+        gap = 100 * (o.loc[seeds, "fa"] - r.loc[seeds, "fa"])
+        parts.append(f"{ds}/{arch}: forget accuracy of the Original minus the Retrained model's "
+                     f"{gap.mean():.1f} points (seeds {gap.min():.1f} to {gap.max():.1f}); Test MIA of the Original "
+                     f"{o.loc[seeds, 'test_mia'].mean():.3f} (seeds {o.loc[seeds, 'test_mia'].min():.3f} to "
+                     f"{o.loc[seeds, 'test_mia'].max():.3f}), the Retrained model's {r.loc[seeds, 'test_mia'].mean():.3f}; "
+                     f"{len(seeds)} seeds")
+    return "; ".join(parts) or "no Original and Retrained rows on a common seed"
+
+
+STUDY = "study"  # the analysis whose saved τ curve a run without its own stability measurement quotes
+
+
+def _budget(table: pd.DataFrame) -> int | None:
+    """The trials per study behind every searched method of `table`, if they all share one budget."""
+    if "trials" not in table.columns:
+        return None
+    b = set(table.loc[~table["method"].isin(ranking.REFERENCES) & (table["trials"] > 0), "trials"].astype(int))
+    return b.pop() if len(b) == 1 else None
+
+
+def budget_line(a: Analysis) -> str:
+    """One line: can this run's search budget give a stable ranking? From its own replicates, else from the study's."""
+    if a.replicate is not None or a.curve is not None:
+        return f"Ranking stability, measured on this run: {stability_text(a)}."
+    k = _budget(a.table)
+    here = f"{k} trials per study" if k else "this search budget"
+    folder = paths.resolve(a.cfg.out) / "reports" / STUDY
+    curve = _load_optional(folder, "stability")
+    if a.cfg.name == STUDY or curve is None or curve.empty:
+        return (f"This ranking rests on {here} and its stability is not measured: run `make study`, whose two "
+                f"replicate searches measure how many trials a stable ranking needs; until then read it as an "
+                f"example of the pipeline, not as a finding.")
+    n = int(curve["budget"].max())
+    at = curve[curve["budget"] == min(k, n)].iloc[0] if k else None
+    quoted = (f"at {int(at['budget'])} trials per study the study's two replicate searches ordered the methods "
+              f"with search-score τ = {at['tau']:.2f}" if at is not None else "")
+    study = stability.budget_sentence(curve.reset_index(drop=True))
+    if k and k > n:
+        verdict = f"more than the {n} trials per study the study measured"
+    elif at is not None and at["tau"] >= stability.TARGET_TAU:
+        verdict = f"a budget at which the study's search-score τ reached {stability.TARGET_TAU}"
+    else:
+        verdict = "too small for a stable ranking"
+    return (f"This ranking rests on {here}, {verdict}: {quoted + '; ' if quoted else ''}the study "
+            f"(outputs/reports/{STUDY}): {study}.")
+
+
 def protocol(a: Analysis) -> pd.DataFrame:
     """What the ranking rests on: data, models, seeds, search budget, machine, code, intervals, significance."""
     t, r = a.table, a.ranking
@@ -300,7 +356,8 @@ def protocol(a: Analysis) -> pd.DataFrame:
                                          f"matmul {env.get('fp32 matmul GFLOP/s', '?')} GFLOP/s (measured now)")),
             ("code version", f"{env.get('code version', '?')} (commit {env.get('git commit', '?')})"),
             ("intervals", ranking.interval_name(r)), ("significance", ranking.cd_sentence(r)),
-            ("ranking stability", stability_text(a))]
+            ("ranking stability", stability_text(a)), ("is this budget enough?", budget_line(a)),
+            ("memorisation of the forget set", memorisation_text(t))]
     if a.agreement is not None:
         rows.append(("search score vs final RetDev", agreement_text(a)))
     return pd.DataFrame(rows, columns=["", "this run"])
@@ -433,7 +490,10 @@ def write_report(a: Analysis) -> Path:
     a.env = a.env or report.environment()
     tables = dict(a.tables)
     caption, proto = tables.pop("protocol", None) or ("Protocol", protocol(a))  # opens the report
-    intro = f"<h2>{html.escape(caption)}</h2>{report.table_html(proto)}<h2>Summary</h2>{summary_html(a)}"
+    intro = (f"<p><b>{html.escape(budget_line(a))}</b></p><h2>{html.escape(caption)}</h2>{report.table_html(proto)}"
+             f"<h2>Summary</h2>{summary_html(a)}")
+    print(budget_line(a), flush=True)  # the one line a batch run shows in the terminal
+    print(f"memorisation: {memorisation_text(a.table)}", flush=True)
     a.report = report.write_report(a.report_dir / "index.html", f"Deep Unlearn: {a.cfg.name}", intro, tables,
                                    a.figures, config, timings, a.env)
     return a.report
