@@ -75,6 +75,14 @@ outputs/nb/unlearn/demo.ipynb: outputs/nb/sweep/demo.ipynb
 outputs/nb/attack/demo.ipynb: outputs/nb/unlearn/demo.ipynb
 outputs/nb/analyze/demo.ipynb: outputs/nb/attack/demo.ipynb
 
+# Two one-thread processes, where nothing they time enters a ratio: the sweep's trials (each study claimed
+# whole) and the attack's U-LiRA shadows; on 2 cores they do 1.26x the work of one 2-thread process
+# (bench/trial_cost.py). Train and unlearn, whose times make the RTE, run alone on every core.
+PAIRED := outputs/nb/sweep/demo.ipynb outputs/nb/attack/demo.ipynb
+$(PAIRED): outputs/nb/%/demo.ipynb: notebooks/%.py params/%/demo.yaml | setup
+	@OMP_NUM_THREADS=1 $(RUN) $* demo --worker 1 & pid=$$!; OMP_NUM_THREADS=1 $(RUN) $* demo; a=$$?; \
+	wait $$pid; b=$$?; exit $$((a || b))
+
 study: setup outputs/nb/analyze/study.ipynb  ## 18 methods, 5 seeds, 2 replicate searches on Fashion-MNIST: the ranking and its measured stability (<= 90 min, 2 cores)
 	@echo "report: outputs/reports/study/index.html"
 

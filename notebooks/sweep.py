@@ -34,6 +34,7 @@ ulira_splits = 4  # with `ulira`: the splits 0..N-1 searched (the paper: 32 of i
 ulira_seed = 0  # with `ulira`: the shadows' initialisation seed (the attack's ulira_seed)
 ulira_epochs = None  # with `ulira`: shadow O/R epochs, and E_max from them (the paper: 91, E_max 19)
 storage = None  # None: SQLite per study; postgresql://user@host/db for many workers
+join = True  # a worker left with no free study helps finish the others' (False: each study draws as one worker)
 heartbeat = 60  # seconds between worker heartbeats; a trial silent for 2x this is retried
 plugins = []  # .py files defining your own methods
 device = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"

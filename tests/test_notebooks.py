@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -139,13 +140,27 @@ def test_make_targets_of_the_readme_exist_and_demo_chains_the_five_stages():
     # `make -n` prints the commands without running them; a target lost from the Makefile fails here
     help_text = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True,
                                check=True).stdout
-    for target in ("setup", "demo", "test", "test-fast", "test-margins", "train", "sweep", "unlearn", "attack",
+    for target in ("setup", "demo", "study", "test", "test-fast", "test-margins", "train", "sweep", "unlearn", "attack",
                    "analyze", "figures", "paper", "bench", "lint", "lab", "clean"):
         assert f"make {target} " in help_text, f"make {target} is missing"
     dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", "-o", "setup", "-o", ".venv/.setup-done",
                           "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    renders = [line.split("deepunlearn.cli run ")[1] for line in dry.splitlines() if "deepunlearn.cli run " in line]
-    assert renders == ["train demo", "sweep demo", "unlearn demo", "attack demo", "analyze demo"]
+    renders = [r.strip() for r in re.findall(r"deepunlearn\.cli run ([^;&\n]+)", dry)]
+    # the sweep and the attack: a second one-thread worker beside the render (nothing they time makes a ratio)
+    assert renders == ["train demo", "sweep demo --worker 1", "sweep demo", "unlearn demo", "attack demo --worker 1",
+                       "attack demo", "analyze demo"]
+    assert dry.count("OMP_NUM_THREADS=1") == 4
+
+
+def test_make_study_runs_both_replicates_and_times_what_makes_rtes_alone():
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", "-o", "setup", "-o", ".venv/.setup-done",
+                          "study"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    renders = [r.strip() for r in re.findall(r"deepunlearn\.cli run ([^;&\n]+)", dry)]
+    assert renders == ["train study", "sweep study-r1", "sweep study", "unlearn study", "unlearn study-r1",
+                       "attack study", "attack study-r1", "analyze study"]
+    sweeps = next(line for line in dry.splitlines() if "sweep study-r1" in line)
+    assert sweeps.count("OMP_NUM_THREADS=1") == 2 and "&" in sweeps  # side by side, one thread each
+    assert all("OMP_NUM_THREADS" not in line for line in dry.splitlines() if " run unlearn" in line or " run train" in line)
 
 
 def test_make_paper_dry_run_prints_every_render_of_two_pairs():

@@ -63,6 +63,7 @@ class SweepConfig:
     ulira_seed: int = 0  # with `ulira`: the shadows' initialisation seed (the attack's ulira_seed)
     ulira_epochs: int | None = None  # with `ulira`: shadow O/R epochs, and E_max from them (the paper: 91, E_max 19)
     storage: str | None = None  # None: SQLite per study; postgresql://user@host/db for many workers
+    join: bool = True  # a worker left with no free study helps finish the others' (False: each study draws as one worker)
     heartbeat: int = 60  # seconds between worker heartbeats; a trial silent for 2x this is retried
     plugins: list[str] = field(default_factory=list)  # .py files defining your own methods
     device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"

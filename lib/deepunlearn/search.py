@@ -377,16 +377,18 @@ def claim(path: Path) -> Iterator[bool]:
 
 
 def run_worker(cfg: SweepConfig, exp: Experiment, worker: int = 0, recompute_reference: bool = False,
-               shared: bool = True, join: bool = True) -> dict[str, int]:
+               shared: bool = True, join: bool | None = None) -> dict[str, int]:
     """Work through every study of the sweep until each has N complete trials; {study: trials done here}.
 
     A worker first takes the studies no other worker holds (a claim per study), one at a time and
     drawing as worker 0 does: while there are at least as many studies as workers, a study's trials
     are those of a one-worker sweep whatever the number of workers. Then, with `join`, it helps
     finish the studies others still hold (its draws then come from its own sampler seed, see
-    `open_study`). `shared=False` is the per-trial path before bench/trial_cost.py (kept for that bench).
+    `open_study`); `join` None takes the config's. `shared=False` is the per-trial path before
+    bench/trial_cost.py (kept for that bench).
     """
     check_sweep(cfg, exp)
+    join = cfg.join if join is None else join
     ctx, data, store = search_context(exp, cfg), exp.data, exp.store
     shadows = lira_shadows(cfg, exp) if cfg.ulira else None
     todo = list(studies(cfg, exp))
