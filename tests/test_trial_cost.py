@@ -71,8 +71,10 @@ def test_a_claimed_study_is_skipped_by_other_workers_and_free_once_its_holder_le
         assert again
 
 
-def test_two_workers_without_joining_draw_what_one_worker_draws(tmp_path, monkeypatch):
-    """Two studies, worker 1 holding one of them: worker 0 does the other and leaves the held one alone."""
+def test_two_workers_without_joining_draw_what_one_worker_draws(tmp_path):
+    """Two studies, another worker holding one: this one does the other, then waits for the held one to be done."""
+    import threading
+
     from deepunlearn.config import make_config
     from deepunlearn.experiment import stage_experiment
 
@@ -80,10 +82,20 @@ def test_two_workers_without_joining_draw_what_one_worker_draws(tmp_path, monkey
                       name="claims", progress=False)
     exp = stage_experiment(cfg)
     (_, _, held, _), (_, _, free, _) = list(search.studies(cfg, exp))
+    done: dict = {}
     with search.claim(search.sweep_dir(cfg, exp) / f"{held}.claim") as mine:
         assert mine
-        done = search.run_worker(cfg, exp, worker=0, join=False)
-    assert done == {free: 2}
+        worker = threading.Thread(target=lambda: done.update(search.run_worker(cfg, exp, worker=0, join=False)))
+        worker.start()
+        studies = search.load_studies(cfg, exp)
+        for _ in range(600):  # until the free study is complete and the worker waits on the held one
+            if search.n_complete(studies["ga"][0]) == 2:
+                break
+            worker.join(0.5)
+        assert worker.is_alive(), "the worker did not wait for the study another worker holds"
+        assert search.n_complete(studies["ft"][0]) == 0, "the worker drew trials in a study another worker holds"
+    worker.join(300)  # released: the worker takes the study over, as it would from a worker that died
+    assert done == {free: 2, held: 2}
     one = make_config("sweep", profile="tiny", methods=["ga"], n_trials=2, store=str(tmp_path / "one"),
                       name="claims", progress=False)
     one_exp = stage_experiment(one)

@@ -358,15 +358,15 @@ def check_sweep(cfg: SweepConfig, exp: Experiment) -> None:
 
 
 @contextlib.contextmanager
-def claim(path: Path) -> Iterator[bool]:
-    """Hold an flock on `path` for the block (True), or False at once if another process holds it.
+def claim(path: Path, wait: bool = False) -> Iterator[bool]:
+    """Hold an flock on `path` for the block (True), or False at once if another process holds it (`wait`: block).
 
     The kernel drops the lock of a killed worker, so a claim never outlives its holder.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -422,10 +422,10 @@ def run_worker(cfg: SweepConfig, exp: Experiment, worker: int = 0, recompute_ref
             else:
                 held.append((method, seed, name, url))
     for method, seed, name, url in held:
-        with claim(sweep_dir(cfg, exp) / f"{name}.claim") as mine:
-            if mine or join:  # free again (its worker ended or died), or still held: help finish it
-                work(method, seed, name, url, 0 if mine else max(worker, 1))
-            # without `join`, the worker holding it completes it
+        # with `join`, help finish a study still held; without, wait for its holder to end (or die), so
+        # that the sweep's summary never reads a study short of N trials
+        with claim(sweep_dir(cfg, exp) / f"{name}.claim", wait=not join) as mine:
+            work(method, seed, name, url, 0 if mine else max(worker, 1))
     return done
 
 
