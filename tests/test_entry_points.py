@@ -132,4 +132,4 @@ def test_a_misspelt_config_name_names_the_configs_there_are(capsys):
     assert cli.main(["run", "analyze", "dmeo", "--set", "from_results=true", "--as", "dmeo-figures"]) == 2
     err = capsys.readouterr().err
     assert err == (f"error: No params file {ROOT / 'params' / 'analyze' / 'dmeo.yaml'}; choose an analyze config "
-                   f"from demo, paper, preview, tiny.\n")
+                   f"from demo, paper, preview, study, tiny.\n")

@@ -42,12 +42,16 @@ def test_the_cifar10_resnet18_paper_files_run_end_to_end_with_two_local_workers(
     (tmp_path / "params" / "attack" / "paper-ulira.yaml").write_text(yaml.safe_dump({**delta, **ULIRA}))
     (tmp_path / "params" / "launch" / "two.yaml").write_text("workers: 2\ncpus_per_task: 1\nrender: false\n")
     monkeypatch.setenv("DEEPUNLEARN_ROOT", str(tmp_path))
-    for stage in ("train", "sweep", "unlearn", "attack"):
-        config = "paper-ulira" if stage == "attack" else "paper"  # as make paper picks for this pair
-        assert cli.main(["launch", stage, config, "--with", "two", *PAIR, *SHRINK.get(stage, [])]) == 0
+    # as make paper runs this pair: the U-LiRA methods' own search (spec G.2) before the U-LiRA attack
+    for stage, config in (("train", "paper"), ("sweep", "paper"), ("unlearn", "paper"),
+                          ("sweep", "paper-ulira"), ("attack", "paper-ulira")):
+        shrink = (["--set", "n_trials=2", "--set", "ulira_splits=2", "--set", "ulira_epochs=1", "--set", "methods=[ft]"]
+                  if (stage, config) == ("sweep", "paper-ulira") else SHRINK.get(stage, []))
+        assert cli.main(["launch", stage, config, "--with", "two", *PAIR, *shrink]) == 0
     out = capsys.readouterr().out
     jobs = [line for line in out.splitlines() if line.strip().startswith("job ")]
-    assert len(jobs) == 8 and all(line.endswith("COMPLETED") for line in jobs), out
+    assert len(jobs) == 10 and all(line.endswith("COMPLETED") for line in jobs), out
+    assert (tmp_path / "outputs" / "sweeps" / "paper-ulira" / "cifar10-resnet18" / "best.yaml").is_file()
     assert (tmp_path / "outputs" / "sweeps" / "paper" / "cifar10-resnet18" / "best.yaml").is_file()
     # the analysis renders its notebook from the store, into figures/ as the paper config does
     assert cli.main(["run", "analyze", "paper", "--set", "attack=[paper-ulira@cifar10/resnet18]",

@@ -72,7 +72,7 @@ def test_the_attack_uses_the_lira_search_for_ulira_methods_and_the_main_choice_f
 
 def test_a_missing_lira_sweep_and_a_bad_split_count_are_one_sentence(lira_sweep):
     cfg, _ = lira_sweep
-    with pytest.raises(UserError, match="run the sweep `nope`"):
+    with pytest.raises(UserError, match="run the sweep `nope`.*set ulira_best: null"):
         scoring.resolve(config.load("attack", "tiny", store=cfg.store, ulira_best="nope"))
     bad = dataclasses.replace(cfg, ulira_splits=0)
     with pytest.raises(UserError, match="ulira_splits=0"):

@@ -134,23 +134,24 @@ def stage_experiment(cfg: Any) -> Experiment:
                       progress=cfg.progress)
 
 
-def best_hparams(exp: Experiment, best: str | None) -> dict[str, dict]:
+def best_hparams(exp: Experiment, best: str | None, key: str = "best") -> dict[str, dict]:
     """{method: chosen hyperparameters} from sweep `best`'s best.yaml for this (dataset, arch); {} if none."""
     if not best:
         return {}
     path = paths.best_file(exp.train.store, best, exp.dataset, exp.arch)
     if not path.is_file():
         raise UserError(f"No sweep results at {path}; run the sweep `{best}` on {exp.label()} first "
-                        f"(make sweep CONFIG={best}) or set best: null.")
+                        f"(make sweep CONFIG={best}) or set {key}: null.")
     return {m: v["params"] for m, v in (yaml.safe_load(path.read_text()) or {}).items()}
 
 
-def method_hparams(exp: Experiment, methods: list[str], best: str | None, hand: dict[str, dict]) -> dict[str, Any]:
+def method_hparams(exp: Experiment, methods: list[str], best: str | None, hand: dict[str, dict],
+                   key: str = "best") -> dict[str, Any]:
     """{method: its hyperparameter dataclass}: defaults, then the sweep's choice, then hand-set values; all checked."""
     for m in hand:
         if m not in methods:
             get_method(m)  # an unknown id is an error even if the method is not run
-    chosen = best_hparams(exp, best)
+    chosen = best_hparams(exp, best, key)
     return {m: get_method(m).make_hp(**{**chosen.get(m, {}), **hand.get(m, {})}) for m in methods}
 
 

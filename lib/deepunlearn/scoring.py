@@ -71,7 +71,7 @@ def resolve(cfg: AttackConfig) -> Attack:
         raise UserError(f"ulira_statistic={cfg.ulira_statistic!r}; choose one of {', '.join(ul.STATISTICS)}.")
     hparams = method_hparams(exp, list(dict.fromkeys(methods + targets)), cfg.best, cfg.hparams)
     # spec G.2: the paper tunes each U-LiRA method in its own search on the shadows (a `ulira: true` sweep)
-    ulira_hp = (method_hparams(exp, targets, cfg.ulira_best, cfg.hparams) if cfg.ulira and cfg.ulira_best
+    ulira_hp = (method_hparams(exp, targets, cfg.ulira_best, cfg.hparams, "ulira_best") if cfg.ulira and cfg.ulira_best
                 else {m: hparams[m] for m in targets})
     return Attack(cfg, exp, methods, targets, hparams, seeds, ulira_hp)
 
