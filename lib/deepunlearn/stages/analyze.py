@@ -212,13 +212,19 @@ def _load_optional(folder: Path, name: str) -> pd.DataFrame | None:
     return results.load(folder, name) if (folder / f"{name}.csv").is_file() else None
 
 
-def _trials_text(*tables: pd.DataFrame) -> str:
-    """'N trials per study' when every searched method of the tables had the same budget, else ''."""
+def _budget(*tables: pd.DataFrame) -> int | None:
+    """The trials per study behind every searched method of the tables, if they all share one budget."""
     budgets = set()
     for t in tables:
         if "trials" in t.columns:
             budgets |= set(t.loc[~t["method"].isin(ranking.REFERENCES) & (t["trials"] > 0), "trials"].astype(int))
-    return f"{budgets.pop()} trials per study" if len(budgets) == 1 else ""
+    return budgets.pop() if len(budgets) == 1 else None
+
+
+def _trials_text(*tables: pd.DataFrame) -> str:
+    """'N trials per study' when every searched method of the tables had the same budget, else ''."""
+    k = _budget(*tables)
+    return f"{k} trials per study" if k else ""
 
 
 def stability_text(a: Analysis) -> str:
@@ -297,14 +303,6 @@ def memorisation_text(table: pd.DataFrame) -> str:
 
 
 STUDY = "study"  # the analysis whose saved τ curve a run without its own stability measurement quotes
-
-
-def _budget(table: pd.DataFrame) -> int | None:
-    """The trials per study behind every searched method of `table`, if they all share one budget."""
-    if "trials" not in table.columns:
-        return None
-    b = set(table.loc[~table["method"].isin(ranking.REFERENCES) & (table["trials"] > 0), "trials"].astype(int))
-    return b.pop() if len(b) == 1 else None
 
 
 def budget_line(a: Analysis) -> str:
@@ -490,9 +488,10 @@ def write_report(a: Analysis) -> Path:
     a.env = a.env or report.environment()
     tables = dict(a.tables)
     caption, proto = tables.pop("protocol", None) or ("Protocol", protocol(a))  # opens the report
-    intro = (f"<p><b>{html.escape(budget_line(a))}</b></p><h2>{html.escape(caption)}</h2>{report.table_html(proto)}"
+    line = budget_line(a)
+    intro = (f"<p><b>{html.escape(line)}</b></p><h2>{html.escape(caption)}</h2>{report.table_html(proto)}"
              f"<h2>Summary</h2>{summary_html(a)}")
-    print(budget_line(a), flush=True)  # the one line a batch run shows in the terminal
+    print(line, flush=True)  # the one line a batch run shows in the terminal
     print(f"memorisation: {memorisation_text(a.table)}", flush=True)
     a.report = report.write_report(a.report_dir / "index.html", f"Deep Unlearn: {a.cfg.name}", intro, tables,
                                    a.figures, config, timings, a.env)
