@@ -1,8 +1,10 @@
 """Sweep trial cost: the search path before this bench against today's, on the same studies and draws.
 
-BEFORE (the reference, kept callable as `run_worker(..., shared=False)`): one worker process with
-every core, every split evaluated in each trial, nothing reused between the trials of a study.
-AFTER (what `make study` and `make demo` run): FF's Fisher and IU's influence direction computed
+BEFORE (the reference, kept callable as `run_worker(..., shared=False)` on NCHW models): one worker
+process with every core, every split evaluated in each trial, nothing reused between the trials of a
+study, the narrow ResNets in NCHW layout (this bench's BEFORE worker turns `cpu_channels_last` off).
+AFTER (what `make study` and `make demo` run): the narrow ResNets channels_last on CPU
+(bench/cpu_layout.py), FF's Fisher and IU's influence direction computed
 once per (study, batch size) and reused by later trials (they depend on the Original only), the
 test split left to the final runs (the objective reads retain, forget and val), and WORKERS
 one-thread worker processes that each claim whole studies, so every study draws exactly what a
@@ -42,6 +44,10 @@ def worker(args: argparse.Namespace) -> None:
     """One sweep worker (a subprocess): prints its start-up seconds and its own wall time as JSON."""
     t0 = time.perf_counter()
     from deepunlearn import search
+    from deepunlearn.models import SmallResNet
+
+    if not args.shared:  # the layout before channels_last on CPU: NCHW for every model
+        SmallResNet.cpu_channels_last = False
     from deepunlearn.experiment import stage_experiment
     from deepunlearn.trained import get_reference
 

@@ -62,6 +62,8 @@ class SmallResNet(nn.Module):
     Same names as ResNet-18 so every method's ResNet logic (blocks, conv1, fc, "bn") applies unchanged.
     """
 
+    cpu_channels_last = True  # its narrow convolutions run 1.2x faster channels_last on CPU (training.to_device)
+
     def __init__(self, widths: tuple[int, ...], num_classes: int, stem_stride: int = 2):
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 3, stride=stem_stride, padding=1, bias=False)

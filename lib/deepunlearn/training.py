@@ -1,6 +1,6 @@
 """The one training / evaluation loop every stage uses: O and R training, methods' inner loops, metrics.
 
-Data stays on the device (see data.loader); convnets run channels_last on CUDA and convolutions
+Data stays on the device (see data.loader); convnets run channels_last on CUDA (the narrow ResNets on CPU too) and convolutions
 over maps smaller than their kernel run as dense products on CPU (see kernels); CUDA runs under bf16
 autocast; inference runs under `torch.inference_mode`. Times are read after a device synchronize.
 """
@@ -180,13 +180,17 @@ def epochs_attempt(history: list[dict], epochs: int, quiet: float = 0.0) -> dict
 
 
 def _channels_last(model: nn.Module, device: torch.device) -> bool:
-    # channels_last pays on CUDA tensor cores; on CPU it measured ~9% slower for ResNet-18 at 32 px
-    # and oneDNN's backward of strided 1x1 convs with 8 channels crashes, so CPU keeps NCHW.
-    return device.type == "cuda" and is_convnet(model)
+    # channels_last pays on CUDA tensor cores. On CPU it depends on the widths: the narrow ResNets
+    # (16-128 channels) train 1.2x faster with it and evaluate 1.1x faster (oneDNN reorders NCHW
+    # inputs of narrow convs, channels_last needs none), while ResNet-18 at 32 px is no faster on
+    # 1 or 2 threads, so only models that declare `cpu_channels_last` get it there (bench/train_throughput.py).
+    if device.type == "cuda":
+        return is_convnet(model)
+    return device.type == "cpu" and getattr(model, "cpu_channels_last", False)
 
 
 def to_device(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """Move a model to `device`; convnets go channels_last on CUDA, tiny-map convolutions dense on CPU."""
+    """Move a model to `device`; convnets go channels_last on CUDA (narrow ones on CPU too), tiny-map convolutions dense on CPU."""
     device = torch.device(device)
     model = use_small_map_convs(model.to(device))
     if _channels_last(model, device):
@@ -206,10 +210,12 @@ def sgd(params: Iterable | nn.Module, lr: float, momentum: float = 0.9, weight_d
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits in fp32 for inputs `x` (autocast on CUDA)."""
+def forward(model: nn.Module, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Logits in fp32 for inputs `x` (autocast on CUDA); with `params`, those tensors replace the named parameters."""
     with autocast(x.device):
-        return model(_prep(x, model)).float()
+        x = _prep(x, model)
+        out = model(x) if params is None else torch.func.functional_call(model, params, (x,))
+        return out.float()
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterable[tuple[torch.Tensor, ...]],

@@ -19,6 +19,7 @@ from deepunlearn.methods.base import (
     rng,
     run_method,
     study_cache,
+    timed_only,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "rng",
     "run_method",
     "study_cache",
+    "timed_only",
 ]
 
 

@@ -286,3 +286,14 @@ def memo(key: Hashable, compute: Callable[[], T]) -> T:
     if key not in cache:
         cache[key] = compute()
     return cache[key]
+
+
+def timed_only(fn: Callable[[], object]) -> None:
+    """Call `fn`, work the reference does inside its timed region but whose result nothing reads; trials skip it.
+
+    A final run does it, so its time holds all of the reference's work (spec E.4). Inside a sweep's
+    trials (`study_cache` on) it is left out: it changes neither the model nor any RNG stream, so a
+    trial's objective is bit-identical without it.
+    """
+    if _STUDY_CACHE.get() is None:
+        fn()

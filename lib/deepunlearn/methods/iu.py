@@ -47,20 +47,55 @@ def summed_gradient(model: nn.Module, data: DeviceData, split: Split, batch_size
     return total
 
 
-def woodfisher(model: nn.Module, data: DeviceData, v: torch.Tensor, n: int | None = None) -> torch.Tensor:
-    """The reference's WoodFisher recursion for H⁻¹v over the first n + 2 retain samples, one at a time."""
+def woodfisher(model: nn.Module, data: DeviceData, v: torch.Tensor, n: int | None = None,
+               batch_size: int = 256) -> torch.Tensor:
+    """The reference's WoodFisher recursion for H⁻¹v over the first n + 2 retain samples, from dot products.
+
+    The reference walks the samples one at a time with o = g₀ (the first sample's gradient), then for
+    each later gradient g: t = o·g, k ← k − (k·g)/(n + t)·o, o ← o − t/(n + t)·o. The last update only
+    rescales o, so o stays s·g₀ and k stays v − β·g₀, and the recursion needs per sample nothing but
+    a = g₀·g and b = v·g: directional derivatives of the per-sample losses, which one forward-mode pass
+    (jvp) per direction gives for a whole batch, instead of one backward pass per sample (4x fewer
+    seconds for IU on the demo). Same numbers up to float rounding; tests/test_method_iu.py runs the
+    literal recursion against this.
+    """
     n = WOODFISHER_N if n is None else n
-    params = [p for p in model.parameters() if p.requires_grad]
-    k, o = v.clone(), None
-    for x, y in data.batches(data.indices("retain")[:n + 2], 1):
-        g = _flat_grad(model, params, x, y)
-        if o is None:
-            o = g
-            continue
-        t = o @ g
-        k -= (k @ g) / (n + t) * o
-        o -= t / (n + t) * o
-    return k
+    eval_for_training(model)  # eval mode; TinyViT's attention biases constant, as the reference
+    idx = data.indices("retain")[:n + 2]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if idx.numel() < 2:
+        return v.clone()
+    x0, y0 = next(data.batches(idx[:1], 1))
+    g0 = _flat_grad(model, [p for _, p in named], x0, y0)
+    s, beta = 1.0, 0.0  # o = s·g₀, k = v − β·g₀
+    for a, b in directional_derivatives(model, data, idx[1:], [g0, v], named, batch_size).tolist():
+        t = s * a
+        beta += (b - beta * a) / (n + t) * s
+        s *= n / (n + t)
+    return v - beta * g0
+
+
+def directional_derivatives(model: nn.Module, data: DeviceData, idx: torch.Tensor, directions: list[torch.Tensor],
+                            named: list[tuple[str, torch.Tensor]], batch_size: int) -> torch.Tensor:
+    """(len(idx), len(directions)) float64: g_i·u for every sample i's CE gradient g_i and flat direction u."""
+    primals = {name: p.detach() for name, p in named}
+    tangents = [_unflatten(u, named) for u in directions]
+    out = []
+    for x, y in data.batches(idx, batch_size):
+        def losses(params: dict[str, torch.Tensor], x=x, y=y) -> torch.Tensor:
+            return F.cross_entropy(forward(model, x, params), y, reduction="none")
+
+        out.append(torch.stack([torch.func.jvp(losses, (primals,), (t,))[1] for t in tangents], 1))
+    return torch.cat(out).double()
+
+
+def _unflatten(u: torch.Tensor, named: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    # each piece takes its parameter's memory layout (channels_last convolutions), as forward AD expects
+    out, offset = {}, 0
+    for name, p in named:
+        out[name] = torch.empty_like(p).copy_(u[offset:offset + p.numel()].view(p.shape))
+        offset += p.numel()
+    return out
 
 
 def influence_direction(model: nn.Module, data: DeviceData, batch_size: int) -> torch.Tensor:

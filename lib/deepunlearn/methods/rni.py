@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method, rng
+from deepunlearn.methods.base import register_method, rng, timed_only
 from deepunlearn.models import classifier
 from deepunlearn.training import accuracy, sgd, train_epoch
 
@@ -97,7 +97,7 @@ def repeated_noise_injection(model, data, hp: RNIParams):
             p.requires_grad_(i in trainable)
         train_epoch(model, opt, data.batches("retain", hp.batch_size, shuffle=True, generator=g))
         was_trainable |= trainable
-        accuracy(model, data, "val")  # logging only in the reference, but inside its timed region
+        timed_only(lambda: accuracy(model, data, "val"))  # logging only in the reference, but inside its timed region
     for _, p in named:
         p.requires_grad_(True)
     return model
