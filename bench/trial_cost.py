@@ -1,10 +1,11 @@
 """Sweep trial cost: the search path before this bench against today's, on the same studies and draws.
 
-BEFORE (the reference, kept callable as `run_worker(..., shared=False)` on NCHW models): one worker
-process with every core, every split evaluated in each trial, nothing reused between the trials of a
-study, the narrow ResNets in NCHW layout (this bench's BEFORE worker turns `cpu_channels_last` off).
-AFTER (what `make study` and `make demo` run): the narrow ResNets channels_last on CPU
-(bench/cpu_layout.py), FF's Fisher and IU's influence direction computed
+BEFORE (the reference: `run_worker(..., shared=False)` plus `use_before_path`, which puts back the old
+code inside three methods): one worker process with every core, every split evaluated in each trial,
+nothing reused between the trials of a study, NCHW models, IU's batch-1 WoodFisher loop, BT's teachers
+on whole batches. AFTER (what `make study` and `make demo` run): the narrow ResNets channels_last on
+CPU (bench/cpu_layout.py), IU's WoodFisher from forward-mode dot products, BT's teachers on their own
+rows, SCRUB's and RNI's unused evaluations skipped in trials, FF's Fisher and IU's influence direction computed
 once per (study, batch size) and reused by later trials (they depend on the Original only), the
 test split left to the final runs (the objective reads retain, forget and val), and WORKERS
 one-thread worker processes that each claim whole studies, so every study draws exactly what a
@@ -40,14 +41,58 @@ def sweep_cfg(args: argparse.Namespace, name: str):
                               n_trials=args.trials, progress=False)
 
 
+def woodfisher_per_sample(model, data, v, n=None, batch_size=256):
+    """IU's WoodFisher before: the reference's recursion literally, one batch-1 backward pass per sample."""
+    from deepunlearn.methods import iu
+
+    n = iu.WOODFISHER_N if n is None else n
+    params = [p for p in model.parameters() if p.requires_grad]
+    k, o = v.clone(), None
+    for x, y in data.batches(data.indices("retain")[:n + 2], 1):
+        g = iu._flat_grad(model, params, x, y)
+        if o is None:
+            o = g
+            continue
+        t = o @ g
+        k -= (k @ g) / (n + t) * o
+        o -= t / (n + t) * o
+    return k
+
+
+def bt_targets_whole_batch(x, is_forget, good, bad, temperature):
+    """BT's targets before: both teachers on the whole batch, one row of each kept (as the reference)."""
+    import torch
+    import torch.nn.functional as F
+
+    from deepunlearn.training import forward
+
+    with torch.no_grad():
+        p_good = F.softmax(forward(good, x) / temperature, dim=1)
+        p_bad = F.softmax(forward(bad, x) / temperature, dim=1)
+        return torch.where(is_forget[:, None], p_bad, p_good)
+
+
+def use_before_path() -> None:
+    """Put back, in this process, the code paths this bench's AFTER replaced inside the methods.
+
+    (The sweep-side changes, per-study reuse, the search's own splits, the skipped unused evaluations,
+    are `run_worker(..., shared=False)`.) NCHW for every model on CPU; IU's per-sample WoodFisher;
+    BT's teachers on whole batches.
+    """
+    from deepunlearn.methods import bt, iu
+    from deepunlearn.models import SmallResNet
+
+    SmallResNet.cpu_channels_last = False
+    iu.woodfisher = woodfisher_per_sample
+    bt.bt_targets = bt_targets_whole_batch
+
+
 def worker(args: argparse.Namespace) -> None:
     """One sweep worker (a subprocess): prints its start-up seconds and its own wall time as JSON."""
     t0 = time.perf_counter()
     from deepunlearn import search
-    from deepunlearn.models import SmallResNet
-
-    if not args.shared:  # the layout before channels_last on CPU: NCHW for every model
-        SmallResNet.cpu_channels_last = False
+    if not args.shared:
+        use_before_path()
     from deepunlearn.experiment import stage_experiment
     from deepunlearn.trained import get_reference
 

@@ -41,6 +41,10 @@ def test_targets_pick_the_bad_teacher_for_forget_rows(fitted_tinycnn, tiny_data)
                                                        / 2.0, 1)[is_forget])
     torch.testing.assert_close(p[~is_forget], F.softmax(predict(fitted_tinycnn, tiny_data,
                                                                 tiny_data.indices("retain")[:6]) / 2.0, 1)[~is_forget])
+    # a batch of one kind only: the other teacher is not run, and the targets are still each row's
+    for rows in (torch.zeros(6, dtype=torch.bool), torch.ones(6, dtype=torch.bool)):
+        want = predict(bad if rows[0] else fitted_tinycnn, tiny_data, tiny_data.indices("retain")[:6])
+        torch.testing.assert_close(bt_targets(x, rows, fitted_tinycnn.eval(), bad, 2.0), F.softmax(want / 2.0, 1))
 
 
 def test_student_follows_each_sets_teacher(fitted_tinycnn, tiny_data):

@@ -50,6 +50,27 @@ def test_a_studys_trials_share_the_originals_work_and_give_the_models_of_uncache
     assert not same_weights(shared[0], shared[1])  # the trials still differ where their alphas do
 
 
+@pytest.mark.parametrize("method", ["scrub", "rni"])
+def test_a_sweep_trial_skips_the_references_unused_evaluations_and_gives_the_final_runs_model(
+        tiny_data, originals, monkeypatch, method):
+    import importlib
+
+    module = importlib.import_module(f"deepunlearn.methods.{method}")
+    real, calls = module.accuracy, []
+    monkeypatch.setattr(module, "accuracy", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    o = originals["tinycnn"]
+    hp = {"epochs": 2, "batch_size": 16} if method == "scrub" else {}
+    final, _ = run_method(method, o, tiny_data, hp)
+    n_final, calls[:] = len(calls), []
+    with study_cache({}):
+        trial, _ = run_method(method, o, tiny_data, hp)
+    assert same_weights(final, trial), "skipping the unused evaluations changed the unlearned model"
+    # SCRUB keeps the forget passes its checkpoint choice reads (and the last forget-val one); RNI keeps none
+    kept = len(calls)
+    assert kept == (2 + 1 + 1 if method == "scrub" else 0), calls
+    assert n_final - kept == (3 * 2 if method == "scrub" else n_final) and n_final > kept
+
+
 def test_the_search_evaluation_skips_the_test_split_and_keeps_the_objectives(tiny_data, originals):
     model = originals["tinycnn"]
     full = metrics.evaluate(model, tiny_data)
