@@ -1,11 +1,12 @@
 """Sweep trial cost: the search path before this bench against today's, on the same studies and draws.
 
 BEFORE (the reference: `run_worker(..., shared=False)` plus `use_before_path`, which puts back the old
-code inside three methods): one worker process with every core, every split evaluated in each trial,
-nothing reused between the trials of a study, NCHW models, IU's batch-1 WoodFisher loop, BT's teachers
-on whole batches. AFTER (what `make study` and `make demo` run): the narrow ResNets channels_last on
-CPU (bench/cpu_layout.py), IU's WoodFisher from forward-mode dot products, BT's teachers on their own
-rows, SCRUB's and RNI's unused evaluations skipped in trials, FF's Fisher and IU's influence direction computed
+code inside five methods): one worker process with every core, every split evaluated in each trial,
+nothing reused between the trials of a study, NCHW models, IU's batch-1 WoodFisher loop, the teachers
+of BT, SCRUB, KDE and PRMQ run on every batch of every epoch. AFTER (what `make study` and `make demo`
+run): the narrow ResNets channels_last on CPU (bench/cpu_layout.py), IU's WoodFisher from forward-mode
+dot products, each frozen teacher's logits computed once (a table per study), SCRUB's and RNI's unused
+evaluations skipped in trials, FF's Fisher and IU's influence direction computed
 once per (study, batch size) and reused by later trials (they depend on the Original only), the
 test split left to the final runs (the objective reads retain, forget and val), and WORKERS
 one-thread worker processes that each claim whole studies, so every study draws exactly what a
@@ -59,17 +60,19 @@ def woodfisher_per_sample(model, data, v, n=None, batch_size=256):
     return k
 
 
-def bt_targets_whole_batch(x, is_forget, good, bad, temperature):
-    """BT's targets before: both teachers on the whole batch, one row of each kept (as the reference)."""
-    import torch
-    import torch.nn.functional as F
+class PerBatchTeacher:
+    """A distillation teacher as before its logits table: its forward on each batch's images, every epoch."""
 
-    from deepunlearn.training import forward
+    def __init__(self, model, data):
+        self.model, self.data = model, data
 
-    with torch.no_grad():
-        p_good = F.softmax(forward(good, x) / temperature, dim=1)
-        p_bad = F.softmax(forward(bad, x) / temperature, dim=1)
-        return torch.where(is_forget[:, None], p_bad, p_good)
+    def __getitem__(self, idx):
+        import torch
+
+        from deepunlearn.training import forward
+
+        with torch.no_grad():
+            return forward(self.model, self.data.inputs(idx))
 
 
 def use_before_path() -> None:
@@ -77,14 +80,15 @@ def use_before_path() -> None:
 
     (The sweep-side changes, per-study reuse, the search's own splits, the skipped unused evaluations,
     are `run_worker(..., shared=False)`.) NCHW for every model on CPU; IU's per-sample WoodFisher;
-    BT's teachers on whole batches.
+    the teachers of BT, SCRUB, KDE and PRMQ run on every batch (BT's two on the whole batch).
     """
-    from deepunlearn.methods import bt, iu
+    from deepunlearn.methods import bt, iu, kde, prmq, scrub
     from deepunlearn.models import SmallResNet
 
     SmallResNet.cpu_channels_last = False
     iu.woodfisher = woodfisher_per_sample
-    bt.bt_targets = bt_targets_whole_batch
+    for module in (bt, kde, prmq, scrub):
+        module.frozen_logits = lambda model, data, splits, key: PerBatchTeacher(model, data)
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import torchvision
 
 from conftest import below, same_weights
-from deepunlearn.methods import run_method
+from deepunlearn.methods import frozen_logits, run_method, study_cache
 from deepunlearn.methods.bt import bt_loss, bt_targets, incompetent_teacher
 from deepunlearn.training import predict
 
@@ -34,17 +34,39 @@ def test_incompetent_teacher_is_a_seeded_random_resnet18(tiny_data):
 
 def test_targets_pick_the_bad_teacher_for_forget_rows(fitted_tinycnn, tiny_data):
     bad = incompetent_teacher(tiny_data)
-    x = tiny_data.inputs(tiny_data.indices("retain")[:6])
-    is_forget = torch.tensor([True, False, True, False, False, True])
-    p = bt_targets(x, is_forget, fitted_tinycnn.eval(), bad, 2.0)
-    torch.testing.assert_close(p[is_forget], F.softmax(predict(bad, tiny_data, tiny_data.indices("retain")[:6])
-                                                       / 2.0, 1)[is_forget])
-    torch.testing.assert_close(p[~is_forget], F.softmax(predict(fitted_tinycnn, tiny_data,
-                                                                tiny_data.indices("retain")[:6]) / 2.0, 1)[~is_forget])
-    # a batch of one kind only: the other teacher is not run, and the targets are still each row's
-    for rows in (torch.zeros(6, dtype=torch.bool), torch.ones(6, dtype=torch.bool)):
-        want = predict(bad if rows[0] else fitted_tinycnn, tiny_data, tiny_data.indices("retain")[:6])
-        torch.testing.assert_close(bt_targets(x, rows, fitted_tinycnn.eval(), bad, 2.0), F.softmax(want / 2.0, 1))
+    good_t = frozen_logits(fitted_tinycnn.eval(), tiny_data, ["retain"], "original")
+    bad_t = frozen_logits(bad, tiny_data, ["forget"], "bad")
+    idx = torch.cat([tiny_data.indices("retain")[:3], tiny_data.indices("forget")[:3]])[[0, 3, 1, 4, 2, 5]]
+    is_forget = torch.zeros(tiny_data.labels.numel(), dtype=torch.bool)
+    is_forget[tiny_data.indices("forget")] = True
+    p = bt_targets(idx, is_forget, good_t, bad_t, 2.0)
+    rows = is_forget[idx]
+    assert rows.tolist() == [False, True, False, True, False, True]
+    # each row is its own teacher's softmax at τ, as the teachers run on the batch itself (reference) give it
+    torch.testing.assert_close(p[rows], F.softmax(predict(bad, tiny_data, idx) / 2.0, 1)[rows])
+    torch.testing.assert_close(p[~rows], F.softmax(predict(fitted_tinycnn, tiny_data, idx) / 2.0, 1)[~rows])
+
+
+def test_a_teachers_table_is_its_logits_once_per_study(fitted_tinycnn, tiny_data):
+    calls = []
+    model = fitted_tinycnn.eval()
+    real = model.forward
+    model.forward = lambda x: calls.append(len(x)) or real(x)
+    want = predict(model, tiny_data, "retain")
+    calls.clear()
+    table = frozen_logits(model, tiny_data, ["retain"], "original")
+    torch.testing.assert_close(table[tiny_data.indices("retain")], want)
+    assert table[tiny_data.indices("forget")].abs().max() == 0  # rows outside its splits stay zero
+    assert calls, "the table did not run the teacher"
+    calls.clear()
+    with study_cache({}):
+        first = frozen_logits(model, tiny_data, ["retain"], "original")
+        n_first = len(calls)
+        again = frozen_logits(model, tiny_data, ["retain"], "original")
+        assert again is first and len(calls) == n_first, "a later trial of the study ran the teacher again"
+        frozen_logits(model, tiny_data, ["forget"], "original")
+        assert len(calls) > n_first, "other splits must get their own table"
+    del model.forward
 
 
 def test_student_follows_each_sets_teacher(fitted_tinycnn, tiny_data):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import deepunlearn.methods.scrub as scrub_mod
 from conftest import below, same_weights
-from deepunlearn.methods import SearchContext, get_method, run_method
+from deepunlearn.methods import SearchContext, frozen_logits, get_method, run_method
 from deepunlearn.methods.scrub import (
     SCRUBParams,
     distill_kl,
@@ -43,7 +43,7 @@ def test_max_step_raises_kl_to_teacher_on_forget(fitted_tinycnn, tiny_data):
     before = kl()
     opt = sgd(student, 0.05, 0.0, 0.0)
     for _ in range(3):
-        max_step(student, teacher, opt, tiny_data, hp)
+        max_step(student, frozen_logits(teacher, tiny_data, ["forget"], "t"), opt, tiny_data, hp)
     below(2 * before + 0.01, kl(), "scrub: 3 max steps more than double the forget KL")
 
 
@@ -56,7 +56,8 @@ def test_min_step_descends_gamma_ce_plus_alpha_kl(fitted_tinycnn, tiny_data):
     s = forward(ref.train(), x)
     loss = 0.3 * F.cross_entropy(s, y) + 0.8 * distill_kl(s, forward(teacher, x).detach(), 2.0)
     grads = torch.autograd.grad(loss, list(ref.parameters()))
-    min_step(student, teacher, sgd(student, 0.01, 0.0, 0.0), tiny_data, hp, torch.Generator().manual_seed(0))
+    min_step(student, frozen_logits(teacher, tiny_data, ["retain"], "t"), sgd(student, 0.01, 0.0, 0.0), tiny_data, hp,
+             torch.Generator().manual_seed(0))
     for p0, g, p1 in zip(fitted_tinycnn.parameters(), grads, student.parameters()):
         torch.testing.assert_close(p1, p0 - 0.01 * g, atol=1e-6, rtol=1e-4)
 

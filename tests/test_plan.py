@@ -36,5 +36,5 @@ def test_the_demo_plan_is_its_one_pair():
     table, _ = plan.plan("demo", "cpu")
     assert set(table["pair"]) == {"fashion_mnist/smallresnet", "all pairs"}
     rows = table.set_index(["pair", "stage"])
-    assert rows.loc[("fashion_mnist/smallresnet", "sweep"), "trials"] == 18 * 1 * 3
+    assert rows.loc[("fashion_mnist/smallresnet", "sweep"), "trials"] == 18 * 1 * 8
     assert rows.loc[("fashion_mnist/smallresnet", "unlearn"), "models"] == 18 * 2

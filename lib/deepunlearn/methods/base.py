@@ -19,7 +19,7 @@ from torch import nn
 
 from deepunlearn.data.loader import DeviceData, make_generator
 from deepunlearn.errors import UserError
-from deepunlearn.training import Timer
+from deepunlearn.training import Timer, predict
 
 RUN_SEED = 123  # spec B.3 / D.0: setup_seed(123) right before unlearn(), for every model seed
 
@@ -297,3 +297,21 @@ def timed_only(fn: Callable[[], object]) -> None:
     """
     if _STUDY_CACHE.get() is None:
         fn()
+
+
+def frozen_logits(model: nn.Module, data: DeviceData, splits: list[str], key: str) -> torch.Tensor:
+    """A frozen teacher's eval-mode fp32 logits for every sample of `splits`: a table indexed by dataset position.
+
+    The distillation methods show their teacher each sample without augmentation, so its output for
+    a sample is the same in every epoch: one pass over `splits` replaces one teacher forward per batch
+    of every epoch (the same logits up to float rounding: other batch compositions). In a sweep the
+    table is also kept for the study's later trials (`memo`); `key` names the teacher (e.g. "original").
+    Rows outside `splits` are zero.
+    """
+    def compute() -> torch.Tensor:
+        idx = data.indices(splits)
+        table = torch.zeros(data.labels.numel(), data.num_classes, device=data.device)
+        table[idx] = predict(model, data, idx)
+        return table
+
+    return memo(("frozen_logits", key, tuple(splits)), compute)

@@ -11,7 +11,7 @@ from torch import nn
 
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method, rng
+from deepunlearn.methods.base import frozen_logits, register_method, rng
 from deepunlearn.models import create_model
 from deepunlearn.training import forward, to_device
 
@@ -52,23 +52,15 @@ def bt_loss(student_logits: torch.Tensor, target_probs: torch.Tensor, temperatur
     return F.kl_div(log_q, target_probs, reduction="none").mean()
 
 
-@torch.no_grad()
-def bt_targets(x: torch.Tensor, is_forget: torch.Tensor, good: nn.Module, bad: nn.Module,
+def bt_targets(idx: torch.Tensor, is_forget: torch.Tensor, good: torch.Tensor, bad: torch.Tensor,
                temperature: float) -> torch.Tensor:
     """Per sample: softmax(T_i(x)/τ) for forget samples, softmax(T_c(x)/τ) for retain samples.
 
-    Each teacher sees only the samples whose target it gives (the reference runs both on the whole
-    batch and keeps one row of each): in eval mode a row's output does not depend on the other rows, so
-    the targets agree up to float rounding, and the incompetent ResNet-18, by far the larger forward on a
-    small student, runs on the forget share of the batch only.
+    `good` and `bad` are the two teachers' logits by dataset index (`frozen_logits`, over retain and
+    over forget: each teacher runs on the samples it gives targets for, once; the reference runs both
+    on every batch of every epoch and keeps one row of each).
     """
-    out = None
-    for teacher, rows in ((bad, is_forget), (good, ~is_forget)):
-        if rows.any():
-            p = F.softmax(forward(teacher, x[rows]) / temperature, dim=1)
-            out = p.new_empty(len(x), p.shape[1]) if out is None else out
-            out[rows] = p
-    return out
+    return F.softmax(torch.where(is_forget[idx, None], bad[idx], good[idx]) / temperature, dim=1)
 
 
 @register_method("bt", display="BT", hparams=BTParams, space=bt_space, domains=BT_DOMAINS,
@@ -76,8 +68,8 @@ def bt_targets(x: torch.Tensor, is_forget: torch.Tensor, good: nn.Module, bad: n
                  idea="distil the Original on retain samples and a random network on forget samples into the student")
 def bad_teacher(model, data, hp: BTParams):
     """E shuffled passes over the full D_r ∪ D_f with Adam on the KL to each sample's teacher."""
-    bad = incompetent_teacher(data)
-    good = copy.deepcopy(model).eval()
+    bad = frozen_logits(incompetent_teacher(data), data, ["forget"], "bt.incompetent")
+    good = frozen_logits(copy.deepcopy(model).eval(), data, ["retain"], "original")
     is_forget = torch.zeros(data.labels.numel(), dtype=torch.bool, device=data.device)
     is_forget[data.indices("forget")] = True
     opt = torch.optim.Adam(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
@@ -86,7 +78,7 @@ def bad_teacher(model, data, hp: BTParams):
     for _ in range(hp.epochs):
         for x, _, idx in data.batches(["retain", "forget"], hp.batch_size, shuffle=True, generator=g,
                                       with_index=True):
-            p = bt_targets(x, is_forget[idx], good, bad, hp.kl_temperature)
+            p = bt_targets(idx, is_forget, good, bad, hp.kl_temperature)
             loss = bt_loss(forward(model, x), p, hp.kl_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method, rng
+from deepunlearn.methods.base import frozen_logits, register_method, rng
 from deepunlearn.models import classifier
 from deepunlearn.training import forward, sgd
 
@@ -64,15 +64,13 @@ def retain_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, t
     return soft_ce + F.cross_entropy(student, y) + kl_soft(student, teacher, tau)
 
 
-def distill_epoch(model: nn.Module, teacher: nn.Module, opt: torch.optim.Optimizer,
-                  batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+def distill_epoch(model: nn.Module, teacher: torch.Tensor, opt: torch.optim.Optimizer,
+                  batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
                   loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """One pass in train mode: loss_fn(student logits, teacher logits, y), SGD step."""
+    """One pass in train mode over (x, y, idx) batches: loss_fn(student logits, teacher[idx], y), SGD step."""
     model.train()
-    for x, y in batches:
-        with torch.no_grad():
-            t = forward(teacher, x)
-        loss = loss_fn(forward(model, x), t, y)
+    for x, y, idx in batches:
+        loss = loss_fn(forward(model, x), teacher[idx], y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -85,19 +83,20 @@ def distill_epoch(model: nn.Module, teacher: nn.Module, opt: torch.optim.Optimiz
                       "distil + CE on the retain split")
 def reset_and_distill(model, data, hp: KDEParams):
     """Reset conv1 + classifier; E warm-up epochs of KL_τ on D_v; retain epochs of CE + 2·KL_τ on D_r."""
-    teacher = copy.deepcopy(model).eval()
+    teacher = frozen_logits(copy.deepcopy(model).eval(), data, ["val", "retain"], "original")
     reset_stem_and_classifier(model)
     tau = hp.temperature
     opt = sgd(model, hp.lr, hp.momentum, hp.weight_decay)
     for _ in range(hp.epochs):
         # the reference warms up on held-out validation data, in order (spec I.11)
-        distill_epoch(model, teacher, opt, data.batches("val", hp.batch_size),
+        distill_epoch(model, teacher, opt, data.batches("val", hp.batch_size, with_index=True),
                       lambda s, t, y: kl_soft(s, t, tau))
     opt = sgd(model, hp.retain_lr, hp.retain_momentum, hp.retain_weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.retain_epochs)
     g = rng(data)
     for _ in range(hp.retain_epochs):
-        distill_epoch(model, teacher, opt, data.batches("retain", hp.batch_size, shuffle=True, generator=g),
+        distill_epoch(model, teacher, opt, data.batches("retain", hp.batch_size, shuffle=True, generator=g,
+                                                                  with_index=True),
                       lambda s, t, y: retain_loss(s, t, y, tau))
         sched.step()
     return model

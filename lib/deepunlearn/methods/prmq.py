@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method, rng
+from deepunlearn.methods.base import frozen_logits, register_method, rng
 from deepunlearn.training import forward, iterate_forever, sgd
 
 
@@ -92,7 +92,7 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
                       "weighted CE plus matching the Original's prediction entropy, quantise to fp16")
 def prune_reinit_match_quantize(model, data, hp: PRMQParams):
     """Prune, re-init, max_iters + 1 SGD steps over D_r (weighted CE + entropy MSE to O), fp16 round trip."""
-    teacher = copy.deepcopy(model).eval()
+    teacher = frozen_logits(copy.deepcopy(model).eval(), data, ["retain"], "original")
     counts = torch.bincount(data.labels[data.indices("retain")], minlength=data.num_classes).float()
     weights = torch.where(counts > 0, counts.clamp(min=1) ** -0.1, torch.zeros_like(counts))
     global_l1_prune(model, hp.prune_amount)
@@ -100,13 +100,13 @@ def prune_reinit_match_quantize(model, data, hp: PRMQParams):
     opt = sgd(model, hp.lr, hp.momentum, hp.weight_decay)
     g = rng(data)
     max_iters = int(data.num_batches("retain", hp.batch_size) * hp.epochs)
-    batches = iterate_forever(lambda: data.batches("retain", hp.batch_size, shuffle=True, generator=g))
+    batches = iterate_forever(lambda: data.batches("retain", hp.batch_size, shuffle=True, generator=g,
+                                                   with_index=True))
     steps = max_iters + 1 if data.size("retain") else 0  # an empty D_r would make the cycle spin forever
     model.train()
-    for x, y in itertools.islice(batches, steps):  # the reference's loop runs one step more than max_iters
+    for x, y, idx in itertools.islice(batches, steps):  # the reference's loop runs one step more than max_iters
         logits = forward(model, x)
-        with torch.no_grad():
-            target = entropy(forward(teacher, x))
+        target = entropy(teacher[idx])
         loss = F.cross_entropy(logits, y, weight=weights) + F.mse_loss(entropy(logits), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()

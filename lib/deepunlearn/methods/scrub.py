@@ -16,7 +16,7 @@ from torch import nn
 
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method, rng, timed_only
+from deepunlearn.methods.base import frozen_logits, register_method, rng, timed_only
 from deepunlearn.training import accuracy, forward, sgd
 
 
@@ -67,14 +67,15 @@ def lr_at(epoch: int, hp: SCRUBParams) -> float:
     return hp.lr * hp.lr_decay_rate ** sum(epoch > d for d in decay_epochs)
 
 
-def max_step(student: nn.Module, teacher: nn.Module, opt: torch.optim.Optimizer, data: DeviceData,
+def max_step(student: nn.Module, teacher: torch.Tensor, opt: torch.optim.Optimizer, data: DeviceData,
              hp: SCRUBParams) -> None:
-    """One pass over D_f in its fixed order (not shuffled), ascending KL_T(student, teacher)."""
+    """One pass over D_f in its fixed order (not shuffled), ascending KL_T(student, teacher).
+
+    `teacher`: the teacher's logits by dataset index (`frozen_logits`).
+    """
     student.train()
-    for x, _ in data.batches("forget", hp.forget_batch_size):
-        with torch.no_grad():
-            t = forward(teacher, x)
-        loss = -distill_kl(forward(student, x), t, hp.kd_temperature)
+    for x, _, idx in data.batches("forget", hp.forget_batch_size, with_index=True):
+        loss = -distill_kl(forward(student, x), teacher[idx], hp.kd_temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -87,14 +88,13 @@ def min_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torc
         + hp.alpha * distill_kl(student_logits, teacher_logits, hp.kd_temperature)
 
 
-def min_step(student: nn.Module, teacher: nn.Module, opt: torch.optim.Optimizer, data: DeviceData,
+def min_step(student: nn.Module, teacher: torch.Tensor, opt: torch.optim.Optimizer, data: DeviceData,
              hp: SCRUBParams, generator: torch.Generator) -> None:
-    """One shuffled pass over D_r descending γ·CE + α·KL_T."""
+    """One shuffled pass over D_r descending γ·CE + α·KL_T (`teacher`: logits by dataset index)."""
     student.train()
-    for x, y in data.batches("retain", hp.retain_batch_size, shuffle=True, generator=generator):
-        with torch.no_grad():
-            t = forward(teacher, x)
-        loss = min_loss(forward(student, x), t, y, hp)
+    for x, y, idx in data.batches("retain", hp.retain_batch_size, shuffle=True, generator=generator,
+                                  with_index=True):
+        loss = min_loss(forward(student, x), teacher[idx], y, hp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -131,7 +131,7 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
                       "retain data (min steps); the epoch whose forget error best matches the val error is kept")
 def scrub(model, data, hp: SCRUBParams):
     """SCRUB (scrubv2): E epochs of [evaluate, max step if t ≤ msteps, min step, checkpoint], then select."""
-    teacher = copy.deepcopy(model).eval()
+    teacher = frozen_logits(copy.deepcopy(model).eval(), data, ["retain", "forget"], "original")
     opt = sgd(model, hp.lr, hp.momentum, hp.weight_decay)
     g = rng(data)
     fv = forget_val(data)
