@@ -47,11 +47,11 @@ def test_targets_pick_the_bad_teacher_for_forget_rows(fitted_tinycnn, tiny_data)
     torch.testing.assert_close(p[~rows], F.softmax(predict(fitted_tinycnn, tiny_data, idx) / 2.0, 1)[~rows])
 
 
-def test_a_teachers_table_is_its_logits_once_per_study(fitted_tinycnn, tiny_data):
+def test_a_teachers_table_is_its_logits_once_per_study(fitted_tinycnn, tiny_data, monkeypatch):
     calls = []
     model = fitted_tinycnn.eval()
     real = model.forward
-    model.forward = lambda x: calls.append(len(x)) or real(x)
+    monkeypatch.setattr(model, "forward", lambda x: calls.append(len(x)) or real(x))  # undone even on failure
     want = predict(model, tiny_data, "retain")
     calls.clear()
     table = frozen_logits(model, tiny_data, ["retain"], "original")
@@ -66,7 +66,6 @@ def test_a_teachers_table_is_its_logits_once_per_study(fitted_tinycnn, tiny_data
         assert again is first and len(calls) == n_first, "a later trial of the study ran the teacher again"
         frozen_logits(model, tiny_data, ["forget"], "original")
         assert len(calls) > n_first, "other splits must get their own table"
-    del model.forward
 
 
 def test_student_follows_each_sets_teacher(fitted_tinycnn, tiny_data):

@@ -1,8 +1,8 @@
 """The one training / evaluation loop every stage uses: O and R training, methods' inner loops, metrics.
 
-Data stays on the device (see data.loader); convnets run channels_last on CUDA (the narrow ResNets on CPU too) and convolutions
-over maps smaller than their kernel run as dense products on CPU (see kernels); CUDA runs under bf16
-autocast; inference runs under `torch.inference_mode`. Times are read after a device synchronize.
+Data stays on the device (see data.loader); convnets run channels_last on CUDA (the narrow ResNets on
+CPU too) and convolutions over maps smaller than their kernel run as dense products on CPU (see
+kernels); CUDA runs under bf16 autocast; inference runs under `torch.inference_mode`. Times are read after a device synchronize.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def _channels_last(model: nn.Module, device: torch.device) -> bool:
     # channels_last pays on CUDA tensor cores. On CPU it depends on the widths: the narrow ResNets
     # (16-128 channels) train 1.2x faster with it and evaluate 1.1x faster (oneDNN reorders NCHW
     # inputs of narrow convs, channels_last needs none), while ResNet-18 at 32 px is no faster on
-    # 1 or 2 threads, so only models that declare `cpu_channels_last` get it there (bench/train_throughput.py).
+    # 1 or 2 threads, so only models that declare `cpu_channels_last` get it there (bench/cpu_layout.py).
     if device.type == "cuda":
         return is_convnet(model)
     return device.type == "cpu" and getattr(model, "cpu_channels_last", False)
