@@ -2,19 +2,19 @@
 
 BEFORE (the reference: `run_worker(..., shared=False)` plus `use_before_path`, which puts back the old
 code inside five methods): one worker process with every core, every split evaluated in each trial,
-nothing reused between the trials of a study, NCHW models, IU's batch-1 WoodFisher loop, the teachers
-of BT, SCRUB, KDE and PRMQ run on every batch of every epoch. AFTER (what `make study` and `make demo`
-run): the narrow ResNets channels_last on CPU (bench/cpu_layout.py), IU's WoodFisher from forward-mode
-dot products, each frozen teacher's logits computed once (a table per study), SCRUB's and RNI's unused
-evaluations skipped in trials, FF's Fisher and IU's influence direction computed
-once per (study, batch size) and reused by later trials (they depend on the Original only), the
-test split left to the final runs (the objective reads retain, forget and val), and WORKERS
-one-thread worker processes that each claim whole studies, so every study draws exactly what a
-one-worker sweep draws. Both paths run the same sweep (same methods, seeds, trials per study) from
-scratch in fresh sweep folders, as subprocesses timed from start to exit, and the objective values of
-every trial are compared. It prints trial seconds before and after, their ratio, and where a
-trial's seconds go (method, evaluation passes, the MIA's 10-fold CV, model copy, Optuna and SQLite,
-process start-up).
+nothing reused between the trials of a study, NCHW models, BatchNorms in the evaluations, IU's batch-1
+WoodFisher loop, the teachers of BT, SCRUB, KDE and PRMQ run on every batch of every epoch. AFTER (what
+`make study` and `make demo` run): the narrow ResNets channels_last on CPU (bench/cpu_layout.py),
+evaluations on a copy with the BatchNorms folded into the convolutions (deepunlearn.fold), IU's
+WoodFisher from forward-mode dot products, each frozen teacher's logits computed once (a table per
+study), SCRUB's and RNI's unused evaluations skipped in trials, FF's Fisher and IU's influence direction
+computed once per (study, batch size) and reused by later trials (they depend on the Original only), the
+test split left to the final runs (the objective reads retain, forget and val), and WORKERS one-thread
+worker processes that each claim whole studies, so every study draws exactly what a one-worker sweep
+draws. Both paths run the same sweep (same methods, seeds, trials per study) from scratch in fresh sweep
+folders, as subprocesses timed from start to exit, and the objective values of every trial are compared.
+It prints trial seconds before and after, their ratio, and where a trial's seconds go (method,
+evaluation passes, the MIA's 10-fold CV, model copy, Optuna and SQLite, process start-up).
 
     python bench/trial_cost.py [--profile demo] [--methods all] [--trials 3] [--workers 2]
 """
@@ -79,13 +79,16 @@ def use_before_path() -> None:
     """Put back, in this process, the code paths this bench's AFTER replaced inside the methods.
 
     (The sweep-side changes, per-study reuse, the search's own splits, the skipped unused evaluations,
-    are `run_worker(..., shared=False)`.) NCHW for every model on CPU; IU's per-sample WoodFisher;
+    are `run_worker(..., shared=False)`.) NCHW for every model on CPU; BatchNorms left in the
+    evaluations' models (no `fold`); IU's per-sample WoodFisher;
     the teachers of BT, SCRUB, KDE and PRMQ run on every batch (BT's two on the whole batch).
     """
+    from deepunlearn import training
     from deepunlearn.methods import bt, iu, kde, prmq, scrub
     from deepunlearn.models import SmallResNet
 
     SmallResNet.cpu_channels_last = False
+    training.folded = lambda model: model  # evaluations with their BatchNorms
     iu.woodfisher = woodfisher_per_sample
     for module in (bt, kde, prmq, scrub):
         module.frozen_logits = lambda model, data, splits, key: PerBatchTeacher(model, data)
@@ -193,6 +196,12 @@ def main() -> None:
     cores = torch.get_num_threads()
     print(f"trial-cost: profile {args.profile}, methods {args.methods}, {args.trials} trials per study; "
           f"{cores} cores, fp32 matmul {matmul_gflops(seconds=0.5):.0f} GFLOP/s")
+    from deepunlearn.experiment import stage_experiment
+    from deepunlearn.trained import get_reference
+
+    exp = stage_experiment(sweep_cfg(args, "trial-cost-before"))
+    for role in ("original", "retrain"):  # trained (if missing) before either path's clock starts
+        get_reference(exp.store, exp.data, exp.arch, 0, role, exp.recipe, progress=False)
     before = run_path(args, "trial-cost-before", 1, cores, shared=False)
     after = run_path(args, "trial-cost-after", args.workers, max(1, cores // args.workers), shared=True)
     tb, ta = trials(before), trials(after)

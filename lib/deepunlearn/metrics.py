@@ -16,7 +16,7 @@ from torch import nn
 
 from deepunlearn.attacks.mia import MIA_SEED, mia
 from deepunlearn.data.loader import DeviceData
-from deepunlearn.training import predict
+from deepunlearn.training import inference_model, predict
 
 __all__ = ["ACCURACY_KEYS", "SEARCH_SPLITS", "accuracies", "evaluate", "indiscernibility", "l2_distance", "mia",
            "model_distances", "normalized_distance", "retdev", "retention", "rte", "rte_at_speed", "run_speed",
@@ -30,6 +30,7 @@ def split_outputs(model: nn.Module, data: DeviceData, splits: tuple[str, ...] = 
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(correct, per-sample cross-entropy) of every split present, from one batched eval pass per split."""
     out = {}
+    model = inference_model(model)  # folded once for all the splits
     for split in splits:
         if split not in data.splits:
             continue

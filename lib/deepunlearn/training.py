@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepunlearn.data.loader import DeviceData, Split, make_generator
+from deepunlearn.fold import folded
 from deepunlearn.kernels import use_small_map_convs
 from deepunlearn.models import is_convnet
 
@@ -243,9 +244,21 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterable[
     return {"loss": total_loss.item() / max(n, 1), "acc": correct.item() / max(n, 1)}
 
 
+def inference_model(model: nn.Module) -> nn.Module:
+    """`model` as predictions see it: an eval-mode copy with its BatchNorms folded into the convolutions (fold)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(False), torch.no_grad():  # a normal copy, usable outside inference mode
+            return folded(model)
+    finally:
+        model.train(was_training)
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, data: DeviceData, split: Split, batch_size: int = 1024) -> torch.Tensor:
-    """fp32 logits of `split` in eval mode, in the split's order."""
+    """fp32 logits of `split` in eval mode, in the split's order (BatchNorms folded, see `inference_model`)."""
+    model = inference_model(model)  # the model itself when it has nothing to fold
     was_training = model.training
     model.eval()
     out = [forward(model, x) for x, _ in data.batches(split, batch_size)]
