@@ -166,11 +166,19 @@ def evaluation_parts(profile: str, repeats: int = 5) -> dict[str, float]:
             times.append(time.perf_counter() - t0)
         return min(times)
 
+    from deepunlearn import training
+
     outs = metrics.split_outputs(o, exp.data)
+    folded, training.folded = training.folded, lambda model: model  # BEFORE's evaluations
+    kept = best(lambda: metrics.split_outputs(o, exp.data, metrics.SEARCH_SPLITS))
+    kept_test = best(lambda: metrics.split_outputs(o, exp.data, ("test",)))
+    training.folded = folded
     return {
         "model copy": best(lambda: copy.deepcopy(o)),
-        "eval passes (retain, forget, val)": best(lambda: metrics.split_outputs(o, exp.data, metrics.SEARCH_SPLITS)),
-        "eval pass (test, before only)": best(lambda: metrics.split_outputs(o, exp.data, ("test",))),
+        "eval passes (retain, forget, val), BatchNorms kept (before)": kept,
+        "eval passes (retain, forget, val), BatchNorms folded (after)":
+            best(lambda: metrics.split_outputs(o, exp.data, metrics.SEARCH_SPLITS)),
+        "eval pass (test, before only)": kept_test,
         "MIA 10-fold CV (val)": best(lambda: mia(outs["forget"][1], outs["val"][1])),
         "MIA 10-fold CV (test, before only)": best(lambda: mia(outs["forget"][1], outs["test"][1])),
     }
@@ -233,7 +241,7 @@ def main() -> None:
         print(f"  {what:44s} {s:7.1f} s  {s / before['wall']:5.1%}")
     print("one trial's pieces, measured alone on the Original (best of 5):")
     for what, s in evaluation_parts(args.profile).items():
-        print(f"  {what:44s} {s:7.3f} s")
+        print(f"  {what:60s} {s:7.3f} s")
     per_worker = [r["wall"] - r["startup"] for r in after["reports"]]
     startups = ", ".join(f"{r['startup']:.1f}" for r in after["reports"])
     busy = ", ".join(f"{w:.0f}" for w in per_worker)
