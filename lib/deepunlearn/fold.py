@@ -29,20 +29,19 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
             and conv.out_channels == bn.num_features)
 
 
-def bn_pairs(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
-    """(parent, conv name, bn name) of each conv → BatchNorm pair of `model` whose data flow is known."""
+def bn_pairs(model: nn.Module) -> list[tuple[str, str, str]]:
+    """(parent's qualified name, conv name, bn name) of each conv → BatchNorm pair of `model` whose data flow is known."""
     pairs = []
-    for parent in model.modules():
+    for name, parent in model.named_modules():
         if isinstance(parent, NAMED_PAIRS):
             for i in range(1, 4):
                 c, b = getattr(parent, f"conv{i}", None), getattr(parent, f"bn{i}", None)
                 if c is not None and b is not None and _foldable(c, b):
-                    pairs.append((parent, f"conv{i}", f"bn{i}"))
+                    pairs.append((name, f"conv{i}", f"bn{i}"))
         elif isinstance(parent, nn.Sequential):
-            names = list(parent._modules)
-            for a, b in itertools.pairwise(names):
+            for a, b in itertools.pairwise(parent._modules):
                 if _foldable(parent._modules[a], parent._modules[b]):
-                    pairs.append((parent, a, b))
+                    pairs.append((name, a, b))
     return pairs
 
 
@@ -53,22 +52,20 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
             torch.rsqrt(bn.running_var + bn.eps)
         shift = bn.bias if bn.affine else torch.zeros_like(scale)
         bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
-        weight = conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
-        conv.weight = nn.Parameter(weight.contiguous(memory_format=_format(conv.weight)), requires_grad=False)
+        # an elementwise product keeps the weight's memory format (channels_last stays channels_last)
+        conv.weight = nn.Parameter(conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1))),
+                                   requires_grad=False)
         conv.bias = nn.Parameter(shift + (bias - bn.running_mean) * scale, requires_grad=False)
-
-
-def _format(t: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
-        and not t.is_contiguous() else torch.contiguous_format
 
 
 def folded(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model` with its known conv → BatchNorm pairs folded; `model` itself if it has none."""
-    if getattr(model, "_bn_folded", False) or not bn_pairs(model):
+    pairs = [] if getattr(model, "_bn_folded", False) else bn_pairs(model)
+    if not pairs:
         return model
     out = copy.deepcopy(model).eval()
-    for parent, conv, bn in bn_pairs(out):
+    for name, conv, bn in pairs:  # names, so they find the copy's modules
+        parent = out.get_submodule(name)
         fold_conv_bn(parent._modules[conv], parent._modules[bn])
         parent._modules[bn] = nn.Identity()
     out._bn_folded = True

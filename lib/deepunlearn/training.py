@@ -246,13 +246,8 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterable[
 
 def inference_model(model: nn.Module) -> nn.Module:
     """`model` as predictions see it: an eval-mode copy with its BatchNorms folded into the convolutions (fold)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(False), torch.no_grad():  # a normal copy, usable outside inference mode
-            return folded(model)
-    finally:
-        model.train(was_training)
+    with torch.inference_mode(False), torch.no_grad():  # a normal copy, usable outside inference mode
+        return folded(model)
 
 
 @torch.inference_mode()
