@@ -149,6 +149,63 @@ def test_final_stability_of_two_results_tables():
     assert ranks.to_dict() == {"m1": 1.0, "m2": 2.0, "m3": 3.5, "m4": 3.5}  # mean of ranks 4, 3 and 3, 4
 
 
+def seed_rows(retdevs: dict[str, list[float]], seeds=None) -> pd.DataFrame:
+    """A one-pair results table with the given RetDev per method and seed (Indisc and RTE equal for all)."""
+    return pd.DataFrame([{"dataset": "ds", "arch": "net", "method": m, "seed": (seeds or range(len(v)))[i],
+                          "retdev": x, "indisc": 0.9, "rte": 5.0}
+                         for m, v in retdevs.items() for i, x in enumerate(v)])
+
+
+# seed 0 orders m1 < m2 < m3 in both; seed 1 swaps m1 and m2 in A only
+NOISY = seed_rows({"m1": [0.1, 0.2], "m2": [0.2, 0.1], "m3": [0.3, 0.3]})
+CLEAN = seed_rows({"m1": [0.1, 0.1], "m2": [0.2, 0.2], "m3": [0.3, 0.3]})
+
+
+def test_seed_halves_by_hand():
+    # splits ({0}, {1}) and ({1}, {0}); τ(A0, A1) = 1/3 (one of three pairs swapped), τ(B0, B1) = 1,
+    # τ(A0, B1) = 1, τ(A1, B0) = 1/3: same = cross = mean(1/3, 1, 1/3, 1) = 2/3
+    h = stability.seed_halves(NOISY, CLEAN)
+    assert h["same"] == pytest.approx(2 / 3) and h["cross"] == pytest.approx(2 / 3)
+    assert (h["splits"], h["halves"], h["seeds"]) == (2, (1, 1), 2)
+    text = stability.halves_sentence(h)
+    assert text.startswith("split into 1 and 1 of the 2 seeds (all 2 splits), the same replicate orders the "
+                           "methods on the two halves with τ = 0.67")
+    assert text.endswith("limit its stability, not only the search budget")
+
+
+def test_seed_halves_tell_seed_noise_from_the_search():
+    order = {f"m{i}": (0.1 * i, 0.9, 5.0) for i in range(1, 6)}
+    a = make_table({("ds", "net"): order}, seeds=(0, 1, 2, 3))  # every seed orders m1..m5 alike
+    reversed_ = make_table({("ds", "net"): {m: (0.6 - v[0], *v[1:]) for m, v in order.items()}}, seeds=(0, 1, 2, 3))
+    h = stability.seed_halves(a, reversed_)
+    assert (h["same"], h["cross"], h["splits"], h["halves"]) == (1.0, -1.0, 6, (2, 2))
+    assert "limit its stability" not in stability.halves_sentence(h)
+    assert stability.seed_interval(a, reversed_, n_boot=50) == (-1.0, -1.0)
+    assert stability.seed_interval(a, a, n_boot=50) == (1.0, 1.0)
+
+
+def test_seed_interval_by_hand():
+    # a draw of both seeds once ties m1 and m2 in A (τ-b 2/√6 against B's strict order), seed 0 twice gives
+    # τ = 1, seed 1 twice τ = 1/3: the 95% interval runs from 1/3 to 1
+    lo, hi = stability.seed_interval(NOISY, CLEAN, n_boot=400)
+    assert lo == pytest.approx(1 / 3) and hi == 1.0
+    assert stability.seed_interval(NOISY, CLEAN, n_boot=400) == (lo, hi)  # seeded: the same draws every time
+    s = stability.final_stability(NOISY, CLEAN, n_boot=400)
+    assert s["tau"] == pytest.approx(2 / math.sqrt(6)) and s["ci"] == (lo, hi)
+    assert "95% bootstrap interval over the 2 seeds (the same draw in both replicates) 0.33 to 1.00" in (
+        stability.final_sentence(s))
+
+
+def test_seed_rows_reweighting_is_final_ranks_on_those_seeds():
+    rng = np.random.default_rng(3)
+    t = seed_rows({f"m{i}": rng.random(4).round(2).tolist() for i in range(6)})
+    t = t.drop(index=t.index[(t["method"] == "m2") & (t["seed"] == 1)])  # a missing run is left out of its mean
+    rows = stability.SeedRows(t, [0, 1, 2, 3])
+    assert rows.ranks(np.ones(4)) == stability.final_ranks(t).to_dict()
+    assert rows.ranks(np.array([2.0, 0, 1, 0])) == stability.final_ranks(
+        pd.concat([t[t["seed"] == 0], t[t["seed"] == 0], t[t["seed"] == 2]])).to_dict()
+
+
 # ---------------------------------------------------------------- search score vs final RetDev
 
 def test_agreement_names_the_methods_whose_order_flips():
@@ -192,7 +249,11 @@ def test_protocol_reports_tau_when_the_analysis_has_a_replicate():
     p = dict(analyze.protocol(a).itertuples(index=False, name=None))
     assert p["ranking stability"] == ("Kendall's τ = 0.67 between the final RetDev rankings of this run and its "
                                       "replicate search (top-3 overlap 0.67; 4 methods, mean rank over 1 "
-                                      "(dataset, arch) pair) at 8 trials per study")
+                                      "(dataset, arch) pair) at 8 trials per study; 95% bootstrap interval over "
+                                      "the 2 seeds (the same draw in both replicates) 0.67 to 0.67; split into 1 "
+                                      "and 1 of the 2 seeds (all 2 splits), the same replicate orders the methods "
+                                      "on the two halves with τ = 1.00 (the final runs' seed noise alone) and the "
+                                      "two replicates with τ = 0.67 (seed noise and the two searches' choices)")
     curve = pd.DataFrame({"dataset": "ds", "arch": "net", "budget": [1, 2, 3], "tau": [0.2, 0.8, 0.9],
                           "top3": [1 / 3, 2 / 3, 1.0], "methods": 4})
     a.curve, a.notes = curve, ["sweep other@ds2/net has no studies on ds2/net"]
