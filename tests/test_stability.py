@@ -254,6 +254,9 @@ def test_protocol_reports_tau_when_the_analysis_has_a_replicate():
                                       "and 1 of the 2 seeds (all 2 splits), the same replicate orders the methods "
                                       "on the two halves with τ = 1.00 (the final runs' seed noise alone) and the "
                                       "two replicates with τ = 0.67 (seed noise and the two searches' choices)")
+    assert p["is this budget enough?"] == (
+        "Ranking stability, measured on this run at 8 trials per study: final-ranking τ = 0.67 (95% bootstrap "
+        "interval over the seeds 0.67 to 0.67), below the 0.7 target (details under 'ranking stability').")
     curve = pd.DataFrame({"dataset": "ds", "arch": "net", "budget": [1, 2, 3], "tau": [0.2, 0.8, 0.9],
                           "top3": [1 / 3, 2 / 3, 1.0], "methods": 4})
     a.curve, a.notes = curve, ["sweep other@ds2/net has no studies on ds2/net"]

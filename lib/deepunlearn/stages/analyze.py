@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -229,13 +230,34 @@ def _trials_text(*tables: pd.DataFrame) -> str:
     return f"{k} trials per study" if k else ""
 
 
+def _final(a: Analysis) -> dict:
+    """τ of the final rankings of this run and its replicate, with its seed interval (computed once: the bootstrap)."""
+    if a.final is None:
+        a.final = stability.final_stability(a.table, a.replicate, n_boot=FINAL_BOOT, level=a.cfg.level)
+    return a.final
+
+
+def _own_verdict(a: Analysis) -> str:
+    """The short form of `stability_text` for the budget line: each τ against the target."""
+    parts = []
+    if a.replicate is not None:
+        s, target = _final(a), stability.TARGET_TAU
+        ci = (f" ({100 * s['level']:.0f}% bootstrap interval over the seeds {s['ci'][0]:.2f} to {s['ci'][1]:.2f})"
+              if not math.isnan(s.get("ci", (math.nan,))[0]) else "")
+        side = "reaching" if s["tau"] >= target else "below"
+        parts.append(f"final-ranking τ = {s['tau']:.2f}{ci}, {side} the {target} target")
+    if a.curve is not None:
+        parts += [f"{ds}/{arch}: {stability.budget_sentence(g.reset_index(drop=True))}"
+                  for (ds, arch), g in a.curve.groupby(["dataset", "arch"], sort=False)]
+    k = _trials_text(a.table, *([a.replicate] if a.replicate is not None else []))
+    return f"{' at ' + k if k else ''}: {'; '.join(parts)} (details under 'ranking stability')"
+
+
 def stability_text(a: Analysis) -> str:
     """The protocol's 'ranking stability' line: τ of the final rankings and against the budget, where measured."""
     parts = []
     if a.replicate is not None:
-        if a.final is None:  # the bootstrap is the slow part: once per analysis
-            a.final = stability.final_stability(a.table, a.replicate, n_boot=FINAL_BOOT, level=a.cfg.level)
-        parts.append(stability.final_sentence(a.final, _trials_text(a.table, a.replicate)))
+        parts.append(stability.final_sentence(_final(a), _trials_text(a.table, a.replicate)))
     if a.curve is not None:
         for (ds, arch), g in a.curve.groupby(["dataset", "arch"], sort=False):
             parts.append(f"{ds}/{arch}: {stability.budget_sentence(g.reset_index(drop=True))}")
@@ -311,7 +333,7 @@ STUDY = "study"  # the analysis whose saved τ curve a run without its own stabi
 def budget_line(a: Analysis) -> str:
     """One line: can this run's search budget give a stable ranking? From its own replicates, else from the study's."""
     if a.replicate is not None or a.curve is not None:
-        return f"Ranking stability, measured on this run: {stability_text(a)}."
+        return f"Ranking stability, measured on this run{_own_verdict(a)}."
     k = _budget(a.table)
     here = f"{k} trials per study" if k else "this search budget"
     folder = paths.resolve(a.cfg.out) / "reports" / STUDY
