@@ -264,6 +264,11 @@ def test_protocol_reports_tau_when_the_analysis_has_a_replicate():
     assert ("ds/net: search-score τ ≥ 0.7 from 2 trials per study on (τ = 0.90, top-3 overlap 1.00 at 3 trials "
             "per study)") in p["ranking stability"]
     assert p["ranking stability"].endswith("not measured: sweep other@ds2/net has no studies on ds2/net")
+    elsewhere = make_table({("ds2", "net"): FOUR}).assign(trials=8, search_seeds="0")
+    apart = analyze.Analysis(make_config("analyze", replicates=["rep"]), [], one, r, env={}, replicate=elsewhere)
+    assert dict(analyze.protocol(apart).itertuples(index=False, name=None))["is this budget enough?"] == (
+        "Ranking stability, measured on this run at 8 trials per study: final-ranking τ not measured (the "
+        "replicate shares no pair and method with this run) (details under 'ranking stability').")
     no = analyze.Analysis(make_config("analyze"), [], one, r, env={})
     assert dict(analyze.protocol(no).itertuples(index=False, name=None))["ranking stability"].startswith(
         "not measured")

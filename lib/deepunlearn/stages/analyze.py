@@ -240,7 +240,9 @@ def _final(a: Analysis) -> dict:
 def _own_verdict(a: Analysis) -> str:
     """The short form of `stability_text` for the budget line: each τ against the target."""
     parts = []
-    if a.replicate is not None:
+    if a.replicate is not None and not _final(a)["methods"]:
+        parts.append("final-ranking τ not measured (the replicate shares no pair and method with this run)")
+    elif a.replicate is not None:
         s, target = _final(a), stability.TARGET_TAU
         ci = (f" ({100 * s['level']:.0f}% bootstrap interval over the seeds {s['ci'][0]:.2f} to {s['ci'][1]:.2f})"
               if not math.isnan(s.get("ci", (math.nan,))[0]) else "")
