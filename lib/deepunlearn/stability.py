@@ -254,7 +254,8 @@ class SeedRows:
 def _shared_seeds(a: pd.DataFrame, b: pd.DataFrame) -> tuple[SeedRows, SeedRows, list[int]] | None:
     """Both tables cut to their common pairs, methods and seeds, as SeedRows; None if < 2 seeds are shared."""
     a, b, pairs = _common_pairs(a, b)
-    seeds = sorted(set(a["seed"].astype(int)) & set(b["seed"].astype(int)))
+    ranked = lambda t: set(t.loc[~t["method"].isin(ranking.REFERENCES), "seed"].astype(int))
+    seeds = sorted(ranked(a) & ranked(b))  # a seed with only the references' rows ranks nothing
     if not pairs or len(seeds) < 2:
         return None
     return SeedRows(a, seeds), SeedRows(b, seeds), seeds
