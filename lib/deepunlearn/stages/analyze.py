@@ -237,20 +237,27 @@ def _final(a: Analysis) -> dict:
     return a.final
 
 
+def _curve_parts(a: Analysis) -> list[str]:
+    """One budget sentence of the search-score τ curve per (dataset, arch), if the run has the curve."""
+    if a.curve is None:
+        return []
+    return [f"{ds}/{arch}: {stability.budget_sentence(g.reset_index(drop=True))}"
+            for (ds, arch), g in a.curve.groupby(["dataset", "arch"], sort=False)]
+
+
 def _own_verdict(a: Analysis) -> str:
     """The short form of `stability_text` for the budget line: each τ against the target."""
     parts = []
-    if a.replicate is not None and not _final(a)["methods"]:
-        parts.append("final-ranking τ not measured (the replicate shares no pair and method with this run)")
-    elif a.replicate is not None:
+    if a.replicate is not None:
         s, target = _final(a), stability.TARGET_TAU
-        ci = (f" ({100 * s['level']:.0f}% bootstrap interval over the seeds {s['ci'][0]:.2f} to {s['ci'][1]:.2f})"
-              if not math.isnan(s.get("ci", (math.nan,))[0]) else "")
-        side = "reaching" if s["tau"] >= target else "below"
-        parts.append(f"final-ranking τ = {s['tau']:.2f}{ci}, {side} the {target} target")
-    if a.curve is not None:
-        parts += [f"{ds}/{arch}: {stability.budget_sentence(g.reset_index(drop=True))}"
-                  for (ds, arch), g in a.curve.groupby(["dataset", "arch"], sort=False)]
+        if not s["methods"]:
+            parts.append("final-ranking τ not measured (the replicate shares no pair and method with this run)")
+        else:
+            lo, hi = s["ci"]
+            ci = f" ({100 * s['level']:.0f}% bootstrap interval over the seeds {lo:.2f} to {hi:.2f})"
+            side = "reaching" if s["tau"] >= target else "below"
+            parts.append(f"final-ranking τ = {s['tau']:.2f}{'' if math.isnan(lo) else ci}, {side} the {target} target")
+    parts += _curve_parts(a)
     k = _trials_text(a.table, *([a.replicate] if a.replicate is not None else []))
     return f"{' at ' + k if k else ''}: {'; '.join(parts)} (details under 'ranking stability')"
 
@@ -260,9 +267,7 @@ def stability_text(a: Analysis) -> str:
     parts = []
     if a.replicate is not None:
         parts.append(stability.final_sentence(_final(a), _trials_text(a.table, a.replicate)))
-    if a.curve is not None:
-        for (ds, arch), g in a.curve.groupby(["dataset", "arch"], sort=False):
-            parts.append(f"{ds}/{arch}: {stability.budget_sentence(g.reset_index(drop=True))}")
+    parts += _curve_parts(a)
     parts += [f"not measured: {n}" for n in a.notes]
     if not parts:
         return ("not measured: it needs a replicate search (sweep `replicate: 1`) with its own unlearn and attack "
