@@ -16,7 +16,10 @@ folders, as subprocesses timed from start to exit, and the objective values of e
 It prints trial seconds before and after, their ratio, and where a trial's seconds go (method,
 evaluation passes, the MIA's 10-fold CV, model copy, Optuna and SQLite, process start-up).
 
-    python bench/trial_cost.py [--profile demo] [--methods all] [--trials 3] [--workers 2]
+    python bench/trial_cost.py [--profile demo] [--methods all] [--trials N] [--workers 2]
+
+N defaults to the demo sweep's trials per study (params/sweep/demo.yaml): the per-study reuse serves the
+later trials of a study, so the ratio depends on the budget and is read at the one `make demo` runs.
 """
 
 from __future__ import annotations
@@ -188,12 +191,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="demo", help="params/train/<profile>.yaml: data, model, recipe")
     p.add_argument("--methods", default="all", help="comma-separated method ids, or all")
-    p.add_argument("--trials", type=int, default=3, help="complete trials per study (one study per method)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="complete trials per study (one study per method); default: the demo sweep's")
     p.add_argument("--workers", type=int, default=2, help="worker processes of the AFTER path")
     p.add_argument("--as-worker", dest="name", help=argparse.SUPPRESS)
     p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--before", dest="shared", action="store_false", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.trials is None:
+        from deepunlearn import config
+
+        args.trials = config.load("sweep", "demo").n_trials
     if args.name:
         return worker(args)
 
