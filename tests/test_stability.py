@@ -170,7 +170,7 @@ def test_seed_halves_by_hand():
     text = stability.halves_sentence(h)
     assert text.startswith("split into 1 and 1 of the 2 seeds (all 2 splits), the same replicate orders the "
                            "methods on the two halves with τ = 0.67")
-    assert text.endswith("limit its stability, not only the search budget")
+    assert text.endswith("a ranking on this few seeds does not carry over to new seeds, whatever the search budget")
 
 
 def test_seed_halves_tell_seed_noise_from_the_search():
@@ -179,7 +179,7 @@ def test_seed_halves_tell_seed_noise_from_the_search():
     reversed_ = make_table({("ds", "net"): {m: (0.6 - v[0], *v[1:]) for m, v in order.items()}}, seeds=(0, 1, 2, 3))
     h = stability.seed_halves(a, reversed_)
     assert (h["same"], h["cross"], h["splits"], h["halves"]) == (1.0, -1.0, 6, (2, 2))
-    assert "limit its stability" not in stability.halves_sentence(h)
+    assert "does not carry over" not in stability.halves_sentence(h)
     assert stability.seed_interval(a, reversed_, n_boot=50) == (-1.0, -1.0)
     assert stability.seed_interval(a, a, n_boot=50) == (1.0, 1.0)
 
@@ -194,6 +194,44 @@ def test_seed_interval_by_hand():
     assert s["tau"] == pytest.approx(2 / math.sqrt(6)) and s["ci"] == (lo, hi)
     assert "95% bootstrap interval over the 2 seeds (the same draw in both replicates) 0.33 to 1.00" in (
         stability.final_sentence(s))
+
+
+def test_seed_curve_by_hand():
+    # NOISY against CLEAN: seed 0 alone τ = 1, seed 1 alone 1/3 (mean 2/3); both seeds 2/√6 (see above)
+    assert stability.seed_curve(NOISY, CLEAN) == [(1, pytest.approx(2 / 3)), (2, pytest.approx(2 / math.sqrt(6)))]
+    # five methods, B in order on both seeds. A's seed 0 orders m2 m3 m1 m5 m4 (3 of the 10 pairs discordant,
+    # τ = 0.4), its seed 1 m2 m1 m5 m3 m4 (3, τ = 0.4); its seed means order m2 m1 m3 m5 m4 (2, τ = 0.6)
+    b = seed_rows({f"m{i}": [0.1 * i, 0.1 * i] for i in range(1, 6)})
+    a = seed_rows({"m1": [0.3, 0.2], "m2": [0.1, 0.1], "m3": [0.2, 0.4], "m4": [0.5, 0.5], "m5": [0.4, 0.3]})
+    rising = stability.seed_curve(a, b)
+    assert rising == [(1, pytest.approx(0.4)), (2, pytest.approx(0.6))]
+    assert stability.seeds_sentence(rising) == (
+        "over k of the 2 seeds (mean over k-subsets of them, the same in both replicates) the final τ is 0.40 (1), "
+        "0.60 (2) for k = 1..2: still +0.20 from the last seed, so more seeds in the final runs would raise it")
+    # the searches disagree on every seed alike: seeds cannot help
+    order = {f"m{i}": (0.1 * i, 0.9, 5.0) for i in range(1, 6)}
+    same = make_table({("ds", "net"): order}, seeds=(0, 1, 2))
+    flipped = make_table({("ds", "net"): {m: (0.6 - v[0], *v[1:]) for m, v in order.items()}}, seeds=(0, 1, 2))
+    flat = stability.seed_curve(same, flipped)
+    assert flat == [(1, -1.0), (2, -1.0), (3, -1.0)]
+    assert stability.seeds_sentence(flat).endswith(
+        "the last seed added +0.00, so more seeds in the final runs would raise it little; the two searches' "
+        "different choices hold it below 0.7")
+    assert stability.seeds_sentence([]).startswith("τ against the seeds not measured")
+    assert stability.final_stability(NOISY, CLEAN, n_boot=10)["seeds"] == stability.seed_curve(NOISY, CLEAN)
+
+
+def test_seed_curve_averages_a_bounded_draw_of_subsets(monkeypatch):
+    rng = np.random.default_rng(5)
+    a = seed_rows({f"m{i}": rng.random(6).round(3).tolist() for i in range(5)})
+    b = seed_rows({f"m{i}": rng.random(6).round(3).tolist() for i in range(5)})
+    full = stability.seed_curve(a, b)  # at most C(6, 3) = 20 subsets per k: every one
+    monkeypatch.setattr(stability, "SUBSETS", 6)
+    drawn = stability.seed_curve(a, b)
+    assert [k for k, _ in drawn] == [1, 2, 3, 4, 5, 6]
+    assert drawn[0] == full[0] and drawn[-1] == full[-1]  # 6 and 1 subsets: all of them
+    assert drawn[2] != full[2]  # k = 3: 6 of the 20 subsets
+    assert drawn == stability.seed_curve(a, b)  # the draw is seeded
 
 
 def test_seed_rows_reweighting_is_final_ranks_on_those_seeds():
@@ -253,7 +291,11 @@ def test_protocol_reports_tau_when_the_analysis_has_a_replicate():
                                       "the 2 seeds (the same draw in both replicates) 0.67 to 0.67; split into 1 "
                                       "and 1 of the 2 seeds (all 2 splits), the same replicate orders the methods "
                                       "on the two halves with τ = 1.00 (the final runs' seed noise alone) and the "
-                                      "two replicates with τ = 0.67 (seed noise and the two searches' choices)")
+                                      "two replicates with τ = 0.67 (seed noise and the two searches' choices); "
+                                      "over k of the 2 seeds (mean over k-subsets of them, the same in both replicates) "
+                                      "the final τ is 0.67 (1), 0.67 (2) for k = 1..2: the last seed added +0.00, "
+                                      "so more seeds in the final runs would raise it little; the two searches' "
+                                      "different choices hold it below 0.7")
     assert p["is this budget enough?"] == (
         "Ranking stability, measured on this run at 8 trials per study: final-ranking τ = 0.67 (95% bootstrap "
         "interval over the seeds 0.67 to 0.67), below the 0.7 target (details under 'ranking stability').")

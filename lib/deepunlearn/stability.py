@@ -213,7 +213,8 @@ def final_stability(a: pd.DataFrame, b: pd.DataFrame, top: int = TOP, n_boot: in
                     level: float = 0.95) -> dict:
     """τ and top-k overlap between the final RetDev rankings of two replicates' results tables.
 
-    With n_boot > 0 also τ's bootstrap interval over the seeds (`ci`) and the split-seed comparison (`halves`).
+    With n_boot > 0 also τ's bootstrap interval over the seeds (`ci`), the split-seed comparison (`halves`)
+    and τ against the number of seeds behind both rankings (`seeds`).
     """
     a, b, pairs = _common_pairs(a, b)
     if not pairs:
@@ -222,7 +223,9 @@ def final_stability(a: pd.DataFrame, b: pd.DataFrame, top: int = TOP, n_boot: in
     out = {"tau": kendall_tau(ra, rb), f"top{top}": top_overlap(ra, rb, top), "methods": len(_common(ra, rb)),
            "pairs": pairs}
     if n_boot:
-        out |= {"ci": seed_interval(a, b, n_boot, level), "level": level, "halves": seed_halves(a, b)}
+        shared = _seed_rows(a, b, pairs)
+        out |= {"ci": _interval(shared, n_boot, level), "level": level, "halves": _halves(shared),
+                "seeds": _seed_curve(shared)}
     return out
 
 
@@ -251,9 +254,16 @@ class SeedRows:
         return _ranks_of_means(self.index.assign(**dict(zip(self.cols, means.T)))).to_dict()
 
 
-def _shared_seeds(a: pd.DataFrame, b: pd.DataFrame) -> tuple[SeedRows, SeedRows, list[int]] | None:
+Shared = tuple[SeedRows, SeedRows, list[int]] | None  # both tables' SeedRows on their common seeds
+
+
+def _shared_seeds(a: pd.DataFrame, b: pd.DataFrame) -> Shared:
     """Both tables cut to their common pairs, methods and seeds, as SeedRows; None if < 2 seeds are shared."""
-    a, b, pairs = _common_pairs(a, b)
+    return _seed_rows(*_common_pairs(a, b))
+
+
+def _seed_rows(a: pd.DataFrame, b: pd.DataFrame, pairs: int) -> Shared:
+    """`_shared_seeds` of two tables already cut to their common pairs and methods."""
     ranked = lambda t: set(t.loc[~t["method"].isin(ranking.REFERENCES), "seed"].astype(int))
     seeds = sorted(ranked(a) & ranked(b))  # a seed with only the references' rows ranks nothing
     if not pairs or len(seeds) < 2:
@@ -268,7 +278,10 @@ def seed_interval(a: pd.DataFrame, b: pd.DataFrame, n_boot: int = 1000, level: f
     The two replicates' final runs share their seeds (the same Original and Retrained models per seed), so a
     draw resamples seeds, not rows, and applies the same draw to both tables.
     """
-    shared = _shared_seeds(a, b)
+    return _interval(_shared_seeds(a, b), n_boot, level, seed)
+
+
+def _interval(shared: Shared, n_boot: int, level: float, seed: int = 0) -> tuple[float, float]:
     if shared is None:
         return math.nan, math.nan
     ra, rb, seeds = shared
@@ -288,7 +301,10 @@ def seed_halves(a: pd.DataFrame, b: pd.DataFrame) -> dict:
     half (seed noise and the two searches' different choices). Both compare rankings of the same seed counts,
     so `same − cross` is what the search's choices cost beyond the evaluation noise.
     """
-    shared = _shared_seeds(a, b)
+    return _halves(_shared_seeds(a, b))
+
+
+def _halves(shared: Shared) -> dict:
     if shared is None:
         return {"same": math.nan, "cross": math.nan, "splits": 0, "halves": (0, 0), "seeds": 0}
     ra, rb, seeds = shared
@@ -304,6 +320,56 @@ def seed_halves(a: pd.DataFrame, b: pd.DataFrame) -> dict:
             "halves": (k, len(seeds) - k), "seeds": len(seeds)}
 
 
+def seed_curve(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[int, float]]:
+    """[(k, mean τ between the replicates' final rankings over every k of their shared seeds)] for k = 1..n.
+
+    Both rankings rest on the same k seeds (the same Originals), as the final τ itself does on all n: the
+    curve says whether more seeds in the final runs would raise the final τ, or whether the two searches'
+    choices hold it where it is. (At most SUBSETS subsets per k, drawn without replacement, when there are more.)
+    """
+    return _seed_curve(_shared_seeds(a, b))
+
+
+SUBSETS = 200  # k-subsets of the seeds averaged per point of the seed curve, at most (10 seeds: 252 at k = 5)
+
+
+def _seed_curve(shared: Shared) -> list[tuple[int, float]]:
+    if shared is None:
+        return []
+    ra, rb, seeds = shared
+    n, rng, out = len(seeds), np.random.default_rng(0), []
+    for k in range(1, n + 1):
+        subsets = list(itertools.combinations(range(n), k))
+        if len(subsets) > SUBSETS:
+            subsets = [subsets[i] for i in sorted(rng.choice(len(subsets), SUBSETS, replace=False))]
+        taus = []
+        for sub in subsets:
+            w = np.isin(np.arange(n), sub).astype(float)
+            taus.append(kendall_tau(ra.ranks(w), rb.ranks(w)))
+        out.append((k, float(np.nanmean(taus))))
+    return out
+
+
+SEED_GAIN = 0.02  # a last seed that adds less than this to the final τ: more seeds would raise it little
+
+
+def seeds_sentence(curve: list[tuple[int, float]], target: float = TARGET_TAU) -> str:
+    """What τ against the number of shared seeds says: would more final-run seeds raise the final τ?"""
+    if not curve:
+        return "τ against the seeds not measured: the two results tables share fewer than 2 seeds"
+    n = curve[-1][0]
+    points = ", ".join(f"{t:.2f} ({k})" for k, t in curve)
+    out = (f"over k of the {n} seeds (mean over k-subsets of them, the same in both replicates) the final τ is "
+           f"{points} for k = 1..{n}")
+    gain, last = curve[-1][1] - curve[-2][1], curve[-1][1]
+    if last >= target:
+        return out
+    if gain < SEED_GAIN:
+        return (out + f": the last seed added {gain:+.2f}, so more seeds in the final runs would raise it little; "
+                f"the two searches' different choices hold it below {target}")
+    return out + f": still {gain:+.2f} from the last seed, so more seeds in the final runs would raise it"
+
+
 def halves_sentence(h: dict, target: float = TARGET_TAU) -> str:
     """What the split-seed comparison says about where the final ranking's instability comes from."""
     if not h["splits"]:
@@ -313,8 +379,8 @@ def halves_sentence(h: dict, target: float = TARGET_TAU) -> str:
            f"orders the methods on the two halves with τ = {h['same']:.2f} (the final runs' seed noise alone) and "
            f"the two replicates with τ = {h['cross']:.2f} (seed noise and the two searches' choices)")
     if h["same"] < target:
-        out += (f"; with identical hyperparameters {k1} against {k2} seeds already stay below τ {target}, so at "
-                "this scale the seeds behind each final ranking limit its stability, not only the search budget")
+        out += (f"; with identical hyperparameters {k1} against {k2} other seeds already stay below τ {target}, so "
+                "a ranking on this few seeds does not carry over to new seeds, whatever the search budget")
     return out
 
 
@@ -331,6 +397,8 @@ def final_sentence(s: dict, budget: str = "", top: int = TOP) -> str:
                 f"replicates) {s['ci'][0]:.2f} to {s['ci'][1]:.2f}")
     if "halves" in s:
         out += f"; {halves_sentence(s['halves'])}"
+    if "seeds" in s:
+        out += f"; {seeds_sentence(s['seeds'])}"
     return out
 
 
