@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from conftest import same_weights
 from deepunlearn import metrics, search
@@ -28,26 +29,86 @@ def test_memo_computes_every_time_outside_a_study_and_once_per_key_inside():
         assert memo("k", compute) == 6
 
 
-@pytest.mark.parametrize(("method", "work"), [("ff", "fisher_diagonal"), ("iu", "influence_direction")])
-def test_a_studys_trials_share_the_originals_work_and_give_the_models_of_uncached_runs(
-        tiny_data, originals, monkeypatch, method, work):
+def _counting(monkeypatch, module, name: str) -> list:
+    real, calls = getattr(module, name), []
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_a_studys_ff_trials_share_one_fisher_pass_for_every_searched_batch_size(tiny_data, originals, monkeypatch):
+    from deepunlearn.methods import ff
+
+    calls = _counting(monkeypatch, ff, "fisher_diagonals")
+    o = originals["tinycnn"]
+    alone = {b: run_method("ff", o, tiny_data, {"batch_size": b, "alpha": 0.3})[0] for b in (64, 128)}
+    assert len(calls) == 2, "a final run computes its own Fisher"
+    with study_cache({}):
+        first = run_method("ff", o, tiny_data, {"batch_size": 64, "alpha": 0.3})[0]
+        assert len(calls) == 3
+        again = run_method("ff", o, tiny_data, {"batch_size": 64, "alpha": 0.7})[0]
+        wider = run_method("ff", o, tiny_data, {"batch_size": 128, "alpha": 0.3})[0]
+        assert len(calls) == 3, "a later trial recomputed the Fisher that the study's first pass made"
+        run_method("ff", o, tiny_data, {"batch_size": 16, "alpha": 0.3})
+        assert len(calls) == 4, "a batch size the search never proposes gets its own Fisher"
+    # at the chunk size (the smallest searched) the pass is the reference's computation: bit-identical
+    assert same_weights(first, alone[64]) and not same_weights(first, again)
+    # a wider batch is built from chunks: the same model up to float rounding
+    for (k, a), b in zip(wider.state_dict().items(), alone[128].state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), k
+
+
+def test_one_fisher_pass_gives_each_batch_sizes_fisher(tiny_data, originals):
+    import copy
+
+    from deepunlearn.methods import ff
+
+    o = originals["tinycnn"]
+    shared = ff.fisher_diagonals(copy.deepcopy(o), tiny_data, (16, 32, 64))  # 48 samples: full and partial batches
+    for b in (16, 32, 64):
+        alone = ff.fisher_diagonal(copy.deepcopy(o), tiny_data, b)
+        for s, a in zip(shared[b], alone):
+            assert s.shape == a.shape and (a > 0).any()
+            assert torch.allclose(s, a, rtol=1e-4, atol=1e-6 * float(a.abs().max())), b
+    assert not all(torch.allclose(x, y) for x, y in zip(shared[16], shared[64])), "the sizes' Fishers differ"
+
+
+def test_a_studys_iu_trials_share_one_influence_direction_whatever_their_batch_size(
+        tiny_data, originals, monkeypatch):
+    from deepunlearn.methods import iu
+
+    calls = _counting(monkeypatch, iu, "influence_direction")
+    o = originals["tinycnn"]
+    alone = {b: run_method("iu", o, tiny_data, {"batch_size": b, "alpha": 0.3})[0] for b in (16, 8)}
+    assert len(calls) == 2
+    with study_cache({}):
+        first = run_method("iu", o, tiny_data, {"batch_size": 16, "alpha": 0.3})[0]
+        again = run_method("iu", o, tiny_data, {"batch_size": 16, "alpha": 0.7})[0]
+        other = run_method("iu", o, tiny_data, {"batch_size": 8, "alpha": 0.3})[0]
+    assert len(calls) == 3, "a later trial recomputed the study's influence direction"
+    assert same_weights(first, alone[16]) and not same_weights(first, again)
+    # the batch size only groups a sum of per-sample gradients (eval mode): equal up to float rounding
+    for (k, a), b in zip(other.state_dict().items(), alone[8].state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), k
+
+
+@pytest.mark.parametrize("method", ["salun", "msg"])
+def test_a_studys_trials_share_the_forget_pass_on_the_original_and_give_the_final_runs_model(
+        tiny_data, originals, monkeypatch, method):
     import importlib
 
     module = importlib.import_module(f"deepunlearn.methods.{method}")
-    real, calls = getattr(module, work), []
-    monkeypatch.setattr(module, work, lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _counting(monkeypatch, module, "forget_saliency" if method == "salun" else "accumulate_gradients")
     o = originals["tinycnn"]
-    alone = [run_method(method, o, tiny_data, {"batch_size": 16, "alpha": a})[0] for a in (0.3, 0.7)]
+    hps = [{"epochs": 1, "batch_size": 16, "lr": 0.01}, {"epochs": 2, "batch_size": 16, "lr": 0.05}]
+    alone = [run_method(method, o, tiny_data, hp)[0] for hp in hps]
     assert len(calls) == 2
-    cache: dict = {}
-    with study_cache(cache):
-        shared = [run_method(method, o, tiny_data, {"batch_size": 16, "alpha": a})[0] for a in (0.3, 0.7)]
-        assert len(calls) == 3, "the second trial with the same batch size recomputed the Original's work"
-        run_method(method, o, tiny_data, {"batch_size": 8, "alpha": 0.3})
-        assert len(calls) == 4, "another batch size must not reuse the first one's value"
+    with study_cache({}):
+        shared = [run_method(method, o, tiny_data, hp)[0] for hp in hps]
+        assert len(calls) == 3, "the second trial with the same batch size redid the pass on the Original"
+        run_method(method, o, tiny_data, {**hps[0], "batch_size": 8})
+        assert len(calls) == 4, "another batch size must not reuse the first one's pass"
     for a, b in zip(alone, shared):
-        assert same_weights(a, b), "reusing the study's value changed the unlearned model"
-    assert not same_weights(shared[0], shared[1])  # the trials still differ where their alphas do
+        assert same_weights(a, b), "reusing the study's pass changed the unlearned model"
 
 
 @pytest.mark.parametrize("method", ["scrub", "rni"])

@@ -19,6 +19,7 @@ from deepunlearn.methods.base import (
     register_method,
     rng,
     run_method,
+    sharing,
     study_cache,
     timed_only,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "register_method",
     "rng",
     "run_method",
+    "sharing",
     "study_cache",
     "timed_only",
 ]

@@ -288,6 +288,11 @@ def memo(key: Hashable, compute: Callable[[], T]) -> T:
     return cache[key]
 
 
+def sharing() -> bool:
+    """True inside `study_cache` (a sweep's trial): work that depends on the Original only may be kept for later trials."""
+    return _STUDY_CACHE.get() is not None
+
+
 def timed_only(fn: Callable[[], object]) -> None:
     """Call `fn`, work the reference does inside its timed region but whose result nothing reads; trials skip it.
 
@@ -295,7 +300,7 @@ def timed_only(fn: Callable[[], object]) -> None:
     trials (`study_cache` on) it is left out: it changes neither the model nor any RNG stream, so a
     trial's objective is bit-identical without it.
     """
-    if _STUDY_CACHE.get() is None:
+    if not sharing():
         fn()
 
 

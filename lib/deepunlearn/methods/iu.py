@@ -112,8 +112,9 @@ def influence_direction(model: nn.Module, data: DeviceData, batch_size: int) -> 
                  idea="one Newton-style step θ += α·H⁻¹(∇L_forget-removal), H⁻¹ by WoodFisher on retain")
 def influence_unlearning(model, data, hp: IUParams):
     """θ ← θ + α·k with k = WoodFisher(v), v the influence of removing D_f from D_r ∪ D_f (eval mode)."""
-    # k depends on the untouched Original and the batch size only: a sweep's trials share it
-    k = memo(("iu.direction", hp.batch_size), lambda: influence_direction(model, data, hp.batch_size))
+    # k depends on the untouched Original only: the batch size just groups the sums of per-sample gradients
+    # (eval mode, no batch statistics), so a sweep's trials share the first trial's k whatever their sizes
+    k = memo(("iu.direction",), lambda: influence_direction(model, data, hp.batch_size))
     with torch.no_grad():
         params = [p for p in model.parameters() if p.requires_grad]
         offset = 0

@@ -10,7 +10,7 @@ from torch import nn
 
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method, rng
+from deepunlearn.methods.base import memo, register_method, rng
 from deepunlearn.training import forward, sgd, train_epoch
 
 SUBSET_BATCH = 64  # the reference's retain-subset loader always uses batch 64
@@ -59,6 +59,27 @@ def accumulate_gradients(model: nn.Module, data: DeviceData, batch_size: int, g:
         (-F.cross_entropy(forward(model, x), y)).backward()
 
 
+def global_rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The global torch RNG states a forward pass on `device` may draw from (CPU, and CUDA there)."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_global_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    """Put back what `global_rng_state` returned."""
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+@torch.no_grad()
+def restore(model: nn.Module, state: dict) -> None:
+    """Put `state`'s gradients and buffers into `model` (a no-op on the model they were taken from)."""
+    for p, grad in zip(model.parameters(), state["grads"]):
+        p.grad = None if grad is None else grad.clone()
+    for name, b in model.named_buffers():
+        b.copy_(state["buffers"][name])
+
+
 @torch.no_grad()
 def reinit_small_gradients(model: nn.Module, init_rate: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """In every Conv2d, re-initialise the round(rate·n) weights with the smallest |.grad| (kaiming-normal).
@@ -90,7 +111,20 @@ def reinit_small_gradients(model: nn.Module, init_rate: float) -> list[tuple[tor
 def masked_small_gradients(model, data, hp: MSGParams):
     """Accumulate G, re-initialise the small-|G| conv weights, fine-tune on D_r with masked gradients."""
     g = rng(data)
-    accumulate_gradients(model, data, hp.batch_size, g)
+
+    def compute() -> dict:
+        accumulate_gradients(model, data, hp.batch_size, g)
+        return {"grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+                "buffers": {k: b.clone() for k, b in model.named_buffers()},
+                "gen": g.get_state(), "torch": global_rng_state(data.device)}
+
+    # G and the BN statistics it moved depend on the untouched Original, the batch size and the run seed
+    # only: a sweep's later trials with this batch size take them, and the RNG streams where they stood
+    # (TinyViT's drop-path draws from the global one in train mode)
+    after = memo(("msg.accumulate", hp.batch_size), compute)
+    restore(model, after)
+    g.set_state(after["gen"])
+    set_global_rng_state(after["torch"], data.device)
     masks = reinit_small_gradients(model, hp.init_rate)
 
     def scale_gradients() -> None:  # the reference's masked conv: a persistent gradient multiplier

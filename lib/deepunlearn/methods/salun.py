@@ -10,7 +10,7 @@ from torch import nn
 
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
-from deepunlearn.methods.base import register_method, rng
+from deepunlearn.methods.base import memo, register_method, rng
 from deepunlearn.methods.srl import relabel_epoch
 from deepunlearn.models import eval_for_training
 from deepunlearn.training import forward, sgd
@@ -56,13 +56,21 @@ def forget_saliency(model: nn.Module, data: DeviceData, batch_size: int, generat
     return [t.abs_() for t in total]
 
 
-def saliency_mask(saliency: list[torch.Tensor], threshold: float) -> list[torch.Tensor]:
-    """1 for the int(threshold · N) entries of largest saliency over all N parameter entries, else 0."""
+def saliency_order(saliency: list[torch.Tensor]) -> torch.Tensor:
+    """Indices of all N parameter entries, flattened, by decreasing saliency (ties: the earlier entry first)."""
     flat = torch.cat([s.flatten() for s in saliency])
-    keep = int(flat.numel() * threshold)
-    order = torch.sort(flat, descending=True, stable=True).indices  # stable: ties go to the earlier entry
-    mask = torch.zeros_like(flat)
-    mask[order[:keep]] = 1.0
+    return torch.sort(flat, descending=True, stable=True).indices
+
+
+def saliency_mask(saliency: list[torch.Tensor], threshold: float, order: torch.Tensor | None = None
+                  ) -> list[torch.Tensor]:
+    """1 for the int(threshold · N) entries of largest saliency over all N parameter entries, else 0.
+
+    `order` is `saliency_order(saliency)` when the caller has it already.
+    """
+    order = saliency_order(saliency) if order is None else order
+    mask = torch.zeros(order.numel(), device=order.device)
+    mask[order[:int(order.numel() * threshold)]] = 1.0
     return [m.view_as(s) for m, s in zip(mask.split([s.numel() for s in saliency]), saliency)]
 
 
@@ -72,7 +80,16 @@ def saliency_mask(saliency: list[torch.Tensor], threshold: float) -> list[torch.
 def salun(model, data, hp: SalUnParams):
     """Build the saliency mask on D_f, then E masked SRL epochs with SGD; no scheduler."""
     g = rng(data)
-    mask = saliency_mask(forget_saliency(model, data, hp.batch_size, g), hp.threshold)
+
+    def compute() -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        saliency = forget_saliency(model, data, hp.batch_size, g)
+        return saliency, saliency_order(saliency), g.get_state()
+
+    # the saliency of the untouched Original depends on the batch size only (and the run seed's first
+    # shuffle of D_f): a sweep's trials share it and its order, and go on from the generator state it left
+    saliency, order, state = memo(("salun.saliency", hp.batch_size), compute)
+    g.set_state(state)
+    mask = saliency_mask(saliency, hp.threshold, order)
     params = list(model.parameters())
 
     def apply_mask() -> None:
