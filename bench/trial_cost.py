@@ -84,15 +84,18 @@ def use_before_path() -> None:
     (The sweep-side changes, per-study reuse, the search's own splits, the skipped unused evaluations,
     are `run_worker(..., shared=False)`.) NCHW for every model on CPU; BatchNorms left in the
     evaluations' models (no `fold`); IU's per-sample WoodFisher;
-    the teachers of BT, SCRUB, KDE and PRMQ run on every batch (BT's two on the whole batch).
+    the teachers of BT, SCRUB, KDE and PRMQ run on every batch (BT's two on the whole batch); NG+'s two
+    forwards per step; glibc's default malloc thresholds.
     """
     from deepunlearn import training
-    from deepunlearn.methods import bt, iu, kde, prmq, scrub
+    from deepunlearn.methods import bt, iu, kde, ngplus, prmq, scrub
     from deepunlearn.models import SmallResNet
 
     SmallResNet.cpu_channels_last = False
+    training.hold_freed_memory = lambda: False  # glibc's default thresholds: fresh pages for big tensors
     training.folded = lambda model: model  # evaluations with their BatchNorms
     iu.woodfisher = woodfisher_per_sample
+    ngplus.pair_logits = lambda model, x_r, x_f: (training.forward(model, x_r), training.forward(model, x_f))
     for module in (bt, kde, prmq, scrub):
         module.frozen_logits = lambda model, data, splits, key: PerBatchTeacher(model, data)
 

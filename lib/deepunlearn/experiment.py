@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import yaml
 
-from deepunlearn import config, paths
+from deepunlearn import config, paths, training
 from deepunlearn.config import TrainConfig
 from deepunlearn.data import get_dataset_info, load_device_data
 from deepunlearn.data.loader import DeviceData
@@ -112,6 +112,8 @@ class Experiment:
     def data(self) -> DeviceData:
         """The dataset and its splits on the device (read on first use, then kept)."""
         t = self.train
+        if self.device.type == "cpu":
+            training.hold_freed_memory()  # this process computes on the CPU from here on: reuse freed memory
         return load_device_data(t.dataset, self.device, store=self.store,
                                 data_root=str(paths.resolve(t.data_root)) if t.data_root else None,
                                 subset=t.subset, download=t.download)
