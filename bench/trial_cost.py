@@ -1,20 +1,23 @@
 """Sweep trial cost: the search path before this bench against today's, on the same studies and draws.
 
 BEFORE (the reference: `run_worker(..., shared=False)` plus `use_before_path`, which puts back the old
-code inside five methods): one worker process with every core, every split evaluated in each trial,
-nothing reused between the trials of a study, NCHW models, BatchNorms in the evaluations, IU's batch-1
-WoodFisher loop, the teachers of BT, SCRUB, KDE and PRMQ run on every batch of every epoch. AFTER (what
-`make study` and `make demo` run): the narrow ResNets channels_last on CPU (bench/cpu_layout.py),
-evaluations on a copy with the BatchNorms folded into the convolutions (deepunlearn.fold), IU's
-WoodFisher from forward-mode dot products, each frozen teacher's logits computed once (a table per
-study), SCRUB's and RNI's unused evaluations skipped in trials, FF's Fisher and IU's influence direction
-computed once per (study, batch size) and reused by later trials (they depend on the Original only), the
-test split left to the final runs (the objective reads retain, forget and val), and WORKERS one-thread
-worker processes that each claim whole studies, so every study draws exactly what a one-worker sweep
-draws. Both paths run the same sweep (same methods, seeds, trials per study) from scratch in fresh sweep
-folders, as subprocesses timed from start to exit, and the objective values of every trial are compared.
-It prints trial seconds before and after, their ratio, and where a trial's seconds go (method,
-evaluation passes, the MIA's 10-fold CV, model copy, Optuna and SQLite, process start-up).
+code inside six methods and the allocator): one worker process with every core, every split evaluated
+in each trial, nothing reused between the trials of a study, NCHW models, BatchNorms in the evaluations,
+IU's batch-1 WoodFisher loop, the teachers of BT, SCRUB, KDE and PRMQ run on every batch of every epoch,
+NG+'s two forwards per step, glibc's default malloc thresholds. AFTER (what `make study` and `make demo`
+run): the narrow ResNets channels_last on CPU (bench/cpu_layout.py), evaluations on a copy with the
+BatchNorms folded into the convolutions (deepunlearn.fold), IU's WoodFisher from forward-mode dot
+products, each frozen teacher's logits computed once (a table per study), SCRUB's and RNI's unused
+evaluations skipped in trials, the Original-only work of FF (its Fisher, for every searched batch size
+in one pass), IU (its influence direction), SalUn (its saliency) and MSG (its accumulated gradient)
+computed once per study and reused by later trials, NG+'s two batches in one forward, freed memory kept
+for reuse (`training.hold_freed_memory`), the test split left to the final runs (the objective reads
+retain, forget and val), and WORKERS one-thread worker processes that each claim whole studies, so
+every study draws exactly what a one-worker sweep draws. Both paths run the same sweep (same methods,
+seeds, trials per study) from scratch in fresh sweep folders, as subprocesses timed from start to exit,
+and the objective values of every trial are compared. It prints trial seconds before and after, their
+ratio, and where a trial's seconds go (method, evaluation passes, the MIA's 10-fold CV, model copy,
+Optuna and SQLite, process start-up).
 
     python bench/trial_cost.py [--profile demo] [--methods all] [--trials N] [--workers 2]
 
