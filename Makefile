@@ -149,9 +149,10 @@ sweep: setup  ## Optuna studies of params/sweep/$(CONFIG).yaml with WORKERS proc
 analyze: setup  ## render notebooks/analyze.py with params/analyze/$(CONFIG).yaml
 	@$(RUN) analyze $(CONFIG)
 
-bench: setup  ## training throughput vs a torchvision DataLoader loop; small-map convs; RTE under load
+bench: setup  ## training throughput vs a torchvision DataLoader loop; small-map convs; held freed memory; RTE under load
 	$(PY) bench/train_throughput.py
 	$(PY) bench/small_map_convs.py
+	$(PY) bench/held_memory.py
 	$(PY) bench/rte_under_load.py
 
 gpu-check: setup  ## the one GPU check (< 5 min): throughput, then train/sweep/unlearn (every method)/attack/analyze on CUDA

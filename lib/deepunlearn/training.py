@@ -42,8 +42,8 @@ def hold_freed_memory() -> bool:
     """Let glibc's malloc keep freed blocks for reuse (fixed mmap and trim thresholds); True if it applied.
 
     By default a CPU tensor of a few MB (an activation at batch 128) is mapped afresh, or the heap is
-    trimmed after it is freed, so every training step faults in and zeroes hundreds of new pages:
-    1,200 page faults a step on the demo's model, and 7-8% of the step's seconds (bench/trial_cost.py).
+    trimmed after it is freed, so every training step faults in and zeroes fresh pages (about a
+    thousand a step on the demo's model: `bench/held_memory.py` prints the faults and seconds of both).
     With the thresholds fixed, a step reuses the previous step's memory. The numbers computed are the
     same; only where their memory comes from changes. A no-op off glibc (macOS, musl) and after the first call.
     """

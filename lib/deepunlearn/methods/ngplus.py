@@ -42,7 +42,7 @@ def pair_logits(model: torch.nn.Module, x_r: torch.Tensor, x_f: torch.Tensor) ->
     """The logits of a retain and a forget batch from one forward over both (an eval-mode model).
 
     Eval mode has no batch statistics, so each sample's logits are those of the reference's two
-    forwards, up to float rounding, from fewer and larger products (NG+ 3-7% faster on a 2-core CPU).
+    forwards, up to float rounding, from fewer and larger products.
     """
     logits = forward(model, torch.cat([x_r, x_f]))
     return logits[:len(x_r)], logits[len(x_r):]
