@@ -137,8 +137,6 @@ def fisher_forgetting(model, data, hp: FFParams):
     """θ = θ_O + √var ⊙ N(0, I); BN running statistics untouched (eval mode, no training)."""
     def compute() -> dict[int, list[torch.Tensor]]:
         with torch.enable_grad():
-            if len(sizes) == 1:
-                return {hp.batch_size: fisher_diagonal(model, data, hp.batch_size)}
             return fisher_diagonals(model, data, sizes)
 
     # the Fisher of the untouched Original (no RNG drawn): a sweep's trials share it, its first trial
