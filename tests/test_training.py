@@ -308,7 +308,7 @@ def test_store_lock_two_processes_build_once(tmp_path):
 
 
 FAULTS_PER_STEP = """
-import resource, sys, torch, torch.nn.functional as F
+import resource, statistics, sys, torch, torch.nn.functional as F
 from deepunlearn import training
 from deepunlearn.models import create_model
 torch.set_num_threads(1)
@@ -322,23 +322,29 @@ def step():
     opt.zero_grad()
     loss.backward()
     opt.step()
-for _ in range(4):
+for _ in range(8):
     step()
-f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+faults = []
+for _ in range(15):
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 5)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+print(statistics.median(faults))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_held_freed_memory_spares_training_steps_their_page_faults():
-    """With glibc's default thresholds a demo-model step at batch 128 faults in ~1,000-2,000 fresh pages; held, ~0."""
+    """With glibc's defaults a demo-model step at batch 128 faults in hundreds of fresh pages; held, none in a typical step."""
+    # The median step, not the mean: a held heap still grows now and then (a 2 MB extension, 512
+    # faults, in perhaps one step of fifteen, later on some runs than others), and a default step
+    # faults anywhere from 0 to ~3,000 pages. The property is the typical step's, measured after
+    # 8 warm-up steps.
     def faults(mode: str) -> float:
         out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP, mode], capture_output=True, text=True,
                              check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         return float(out.stdout.split()[-1])
 
     default, held = faults("default"), faults("held")
-    assert default > 200, f"expected the default allocator to fault fresh pages in every step, got {default}"
+    assert default > 100, f"expected the default allocator to fault fresh pages in a typical step, got {default}"
     assert held < default / 4, (held, default)
