@@ -61,6 +61,18 @@ def hold_freed_memory() -> bool:
     return ok
 
 
+def global_rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The global torch RNG states a computation on `device` draws from (CPU, and CUDA there): dropout, drop-path."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_global_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    """Put back what `global_rng_state` returned."""
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA; full fp32 elsewhere (CPU results stay bit-reproducible)."""
     if device.type == "cuda":
@@ -357,9 +369,7 @@ def fit(model: nn.Module, data: DeviceData, split: Split, recipe: Recipe, *, see
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         gen.set_state(state["gen"].to(gen.get_state().device))
-        torch.set_rng_state(state["cpu_rng"])
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"])
+        set_global_rng_state((state["cpu_rng"], state["cuda_rng"] if device.type == "cuda" else None), device)
         start, elapsed, history = state["epoch"], state["elapsed"], state["history"]
     per_epoch = data.num_batches(split, recipe.batch_size)
     bar = _progress(per_epoch * recipe.epochs, desc, progress)
@@ -378,10 +388,11 @@ def fit(model: nn.Module, data: DeviceData, split: Split, recipe: Recipe, *, see
         if bar is not None:
             bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}", refresh=False)
         if ckpt is not None:
+            cpu_rng, cuda_rng = global_rng_state(device)
             _save_checkpoint(ckpt, {
                 "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "gen": gen.get_state(), "cpu_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else torch.zeros(0),
+                "gen": gen.get_state(), "cpu_rng": cpu_rng,
+                "cuda_rng": torch.zeros(0) if cuda_rng is None else cuda_rng,
                 "epoch": epoch + 1, "elapsed": elapsed, "history": history})
     if bar is not None:
         bar.close()

@@ -11,7 +11,7 @@ from torch import nn
 from deepunlearn.data.loader import DeviceData
 from deepunlearn.methods import space
 from deepunlearn.methods.base import memo, register_method, rng
-from deepunlearn.training import forward, sgd, train_epoch
+from deepunlearn.training import forward, global_rng_state, set_global_rng_state, sgd, train_epoch
 
 SUBSET_BATCH = 64  # the reference's retain-subset loader always uses batch 64
 KEPT_GRAD_SCALE = 0.1  # gradient multiplier of the conv weights that were not re-initialised
@@ -57,18 +57,6 @@ def accumulate_gradients(model: nn.Module, data: DeviceData, batch_size: int, g:
         F.cross_entropy(forward(model, x), y).backward()
     for x, y in data.batches("forget", batch_size, shuffle=True, generator=g):
         (-F.cross_entropy(forward(model, x), y)).backward()
-
-
-def global_rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The global torch RNG states a forward pass on `device` may draw from (CPU, and CUDA there)."""
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def set_global_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
-    """Put back what `global_rng_state` returned."""
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
 
 
 @torch.no_grad()
